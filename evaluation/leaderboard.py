@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""The leaderboard: one row per pretrained backbone, ImageNet top-1 next to VOC mAP and ADE20K mIoU.
+
+    python evaluation/leaderboard.py --runs runs/ [--out runs/leaderboard.csv]
+
+It is derived, never edited: every ``result.json`` under ``--runs`` is read, the
+downstream results are joined to the backbone they fine-tuned (by the backbone
+id, checked against the SHA-256 of the ``backbone.pth`` they loaded), and the CSV
+is written atomically. The same runs always give the same file.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and __package__ in (None, ""):
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+
+from trickbench.fileio import atomic_write_bytes, read_json
+
+COLUMNS = ["backbone", "arch", "tricks", "top1", "top5", "voc_map", "voc_map_area", "ade_miou", "ade_aacc",
+           "ade_macc", "det_config", "seg_config", "pretrain_dir", "det_dir", "seg_dir"]
+# stage -> (metric in result.json -> column)
+STAGE_COLUMNS = {
+    "pretrain": {"top1": "top1", "top5": "top5"},
+    "detection": {"map": "voc_map", "map_area": "voc_map_area"},
+    "segmentation": {"miou": "ade_miou", "aacc": "ade_aacc", "macc": "ade_macc"},
+}
+
+
+class LeaderboardError(RuntimeError):
+    pass
+
+
+def find_results(root: Path) -> list[tuple[Path, dict]]:
+    if not root.is_dir():
+        raise LeaderboardError(f"--runs {root} is not a directory")
+    out = []
+    for path in sorted(root.rglob("result.json")):
+        res = read_json(path)
+        if not isinstance(res, dict) or res.get("stage") not in STAGE_COLUMNS or "backbone" not in res:
+            print(f"warning: {path} is not a TrickBench result (no stage/backbone); skipped", file=sys.stderr)
+            continue
+        out.append((path.parent, res))
+    return out
+
+
+def arch_name(res: dict) -> str:
+    a = res.get("arch") or {}
+    if not a:
+        return ""
+    width = "" if a.get("base_channels", 64) == 64 else f"-w{a['base_channels']}"
+    return f"ResNet-{a['depth']}-{a['variant']}{width}"
+
+
+def _fmt(x) -> str:
+    return "" if x is None else f"{x:.2f}"
+
+
+def build_rows(results: list[tuple[Path, dict]], root: Path) -> list[dict]:
+    pretrains: dict[str, tuple[Path, dict]] = {}
+    for run_dir, res in results:
+        if res["stage"] != "pretrain":
+            continue
+        if res["backbone"] in pretrains:
+            raise LeaderboardError(f"two pretrain runs share the backbone id {res['backbone']!r}: "
+                                   f"{pretrains[res['backbone']][0]} and {run_dir}; rename one (run.name)")
+        pretrains[res["backbone"]] = (run_dir, res)
+    rows: dict[str, dict] = {}
+
+    def row_for(backbone: str) -> dict:
+        return rows.setdefault(backbone, {c: "" for c in COLUMNS} | {"backbone": backbone})
+
+    for backbone, (run_dir, res) in pretrains.items():
+        row = row_for(backbone)
+        row.update(arch=arch_name(res), tricks="+".join(res.get("tricks", [])) or "baseline",
+                   pretrain_dir=str(run_dir.relative_to(root)))
+        for metric, col in STAGE_COLUMNS["pretrain"].items():
+            row[col] = _fmt(res["metrics"].get(metric))
+    # Downstream: the newest result per (backbone, stage) wins; ties broken by path.
+    latest: dict[tuple[str, str], tuple[Path, dict]] = {}
+    for run_dir, res in results:
+        if res["stage"] == "pretrain":
+            continue
+        pre = pretrains.get(res["backbone"])
+        if pre is not None and res.get("backbone_sha256") and pre[1].get("backbone_sha256") \
+                and res["backbone_sha256"] != pre[1]["backbone_sha256"]:
+            print(f"warning: {run_dir} fine-tuned an older backbone.pth of {res['backbone']!r} "
+                  f"(checksum differs); skipped", file=sys.stderr)
+            continue
+        key = (res["backbone"], res["stage"])
+        if key not in latest or (res.get("finished_at", ""), str(run_dir)) > (latest[key][1].get("finished_at", ""), str(latest[key][0])):
+            latest[key] = (run_dir, res)
+    for (backbone, stage), (run_dir, res) in latest.items():
+        row = row_for(backbone)
+        if not row["arch"]:
+            row["arch"] = arch_name(res)
+            row["top1"] = _fmt(res.get("top1"))  # an external backbone's top-1, given by the user
+        for metric, col in STAGE_COLUMNS[stage].items():
+            row[col] = _fmt(res["metrics"].get(metric))
+        prefix = "det" if stage == "detection" else "seg"
+        row[f"{prefix}_config"] = Path(res.get("config_file") or "").stem
+        row[f"{prefix}_dir"] = str(run_dir.relative_to(root))
+    return [rows[k] for k in sorted(rows)]
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def format_table(rows: list[dict], columns=("backbone", "arch", "tricks", "top1", "voc_map", "ade_miou", "ade_aacc")) -> str:
+    cells = [list(columns)] + [[r[c] or "-" for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", required=True, type=Path, help="folder to scan for result.json files")
+    p.add_argument("--out", type=Path, help="CSV to write (default: RUNS/leaderboard.csv)")
+    args = p.parse_args(argv)
+    try:
+        rows = build_rows(find_results(args.runs), args.runs)
+    except (LeaderboardError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = args.out or args.runs / "leaderboard.csv"
+    atomic_write_bytes(out, to_csv(rows).encode())
+    print(format_table(rows))
+    print(f"\n{len(rows)} backbone(s); leaderboard written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""ImageNet-layout classification data and the paper's transforms (He et al. 2019, §2.1).
+
+The reader is torchvision's ``ImageFolder`` over ``<root>/<split>/<class>/*``,
+the layout of ImageNet's train set (and of its val set once sorted into class
+folders), with errors that name the file and the fix.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision import datasets, transforms
+
+# The paper normalises [0, 255] pixels with mean (123.68, 116.779, 103.939) and
+# std (58.393, 57.12, 57.375); on [0, 1] tensors that is:
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+# PCA of ImageNet's RGB pixels on [0, 1] (AlexNet's lighting noise, as in GluonCV and fb.resnet.torch).
+PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
+
+LAYOUT = "<root>/{split}/<class>/<image>.JPEG  (one folder per class, e.g. train/n01440764/n01440764_10026.JPEG)"
+
+
+class DatasetError(RuntimeError):
+    """A dataset that is missing, empty or damaged; the message names the path and the fix."""
+
+
+class Lighting:
+    """PCA lighting noise (Krizhevsky et al. 2012; He et al. 2019, §2.1): add
+    ``eigvec @ (alpha * eigval)`` with ``alpha ~ N(0, std)`` per image to every pixel."""
+
+    def __init__(self, std: float = 0.1):
+        self.std = std
+        self.eigval = torch.tensor(PCA_EIGVAL)
+        self.eigvec = torch.tensor(PCA_EIGVEC)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if self.std == 0:
+            return img
+        alpha = torch.randn(3) * self.std
+        rgb = self.eigvec @ (alpha * self.eigval)
+        return img + rgb.view(3, 1, 1)
+
+    def __repr__(self) -> str:
+        return f"Lighting(std={self.std})"
+
+
+def train_transform(image_size: int, augment: str) -> transforms.Compose:
+    """§2.1: RandomResizedCrop (8%-100% area, 3/4-4/3 aspect), flip, colour jitter
+    with coefficients in [0.6, 1.4], PCA lighting noise, normalisation.
+
+    The jitter follows GluonCV's reference script (brightness, contrast and
+    saturation scaled by U[0.6, 1.4]); the paper's text names hue instead of
+    contrast, which torchvision can only shift, not scale.
+    """
+    if augment == "none":
+        return val_transform(image_size, image_size)
+    return transforms.Compose([
+        transforms.RandomResizedCrop(image_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)),
+        transforms.RandomHorizontalFlip(),
+        transforms.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4),
+        transforms.ToTensor(),
+        Lighting(0.1),
+        transforms.Normalize(MEAN, STD),
+    ])
+
+
+def val_transform(image_size: int, resize: int) -> transforms.Compose:
+    """§2.1: resize the shorter side to ``resize`` keeping the aspect, center crop ``image_size``."""
+    return transforms.Compose([
+        transforms.Resize(resize),
+        transforms.CenterCrop(image_size),
+        transforms.ToTensor(),
+        transforms.Normalize(MEAN, STD),
+    ])
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Decode an image fully, or raise a :class:`DatasetError` that names the file."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"corrupt or unreadable image {path}: {e}. Replace it with a good copy "
+                           f"(re-extract the archive) or delete it and restart the run.") from e
+
+
+def image_folder(root: str | Path, split: str, transform, classes: list[str] | None = None) -> datasets.ImageFolder:
+    """``ImageFolder`` over ``root/split`` with a clear error for a missing or empty
+    split; with ``classes`` (the train split's), the folder must hold exactly those."""
+    path = Path(root) / split
+    if not path.is_dir():
+        raise DatasetError(f"dataset split not found: {path} does not exist. Expected the ImageNet layout "
+                           f"{LAYOUT.format(split=split)}; set data.root (--cfg-options data.root=DIR) "
+                           f"or generate a small one with: python -m trickbench.synthetic --out data")
+    try:
+        ds = datasets.ImageFolder(str(path), transform=transform, loader=load_rgb)
+    except (FileNotFoundError, RuntimeError) as e:
+        raise DatasetError(f"no images under {path}: {e}. Expected {LAYOUT.format(split=split)}") from e
+    if classes is not None and ds.classes != classes:
+        missing, extra = sorted(set(classes) - set(ds.classes)), sorted(set(ds.classes) - set(classes))
+        raise DatasetError(f"the class folders of {path} differ from those of the train split: "
+                           f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                           f"extra {extra[:5]}{'...' if len(extra) > 5 else ''}")
+    return ds

@@ -1,0 +1,3 @@
+from .resnet import VARIANTS, ResNet, resnet, variant_flags
+
+__all__ = ["VARIANTS", "ResNet", "resnet", "variant_flags"]

@@ -1,0 +1,90 @@
+"""What every run records next to its results: code version, packages, and the result file."""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .fileio import atomic_write_json
+
+STAGES = ("pretrain", "detection", "segmentation")
+PACKAGES = ("torch", "torchvision", "mmengine", "mmcv", "mmdet", "mmsegmentation", "numpy", "trickbench")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str | None:
+    """The commit of the code that ran, with ``-dirty`` when the tree had local changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    return {
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "host": platform.node(),
+        "command": [sys.executable, *sys.argv],
+        "cuda": torch.version.cuda,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+    }
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_result(work_dir: str | os.PathLike, *, stage: str, backbone: str, metrics: dict[str, float],
+                 config: dict, checkpoint: str | os.PathLike | None, wall_time_s: float, **extra: Any) -> Path:
+    """``result.json``, written atomically: the one file the leaderboard reads from a run.
+
+    Metrics are percentages, like the papers: ``top1``/``top5``; ``map`` (VOC07
+    11-point mAP at IoU 0.5); ``miou``/``aacc``/``macc``.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
+    result = {
+        "stage": stage,
+        "backbone": backbone,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "config": config,
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "wall_time_s": round(float(wall_time_s), 3),
+        "finished_at": now(),
+        **environment(),
+        **extra,
+    }
+    return atomic_write_json(Path(work_dir) / "result.json", result)
