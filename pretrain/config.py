@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     depth: int = 50
-    variant: str = "B"            # A, B, C or D (He et al. 2019, §4); B is torchvision's ResNet
+    variant: str = "A"            # A (the original, the paper's baseline), B, C or D (He et al. 2019, §4)
     base_channels: int = 64       # width; 64 is the paper's
     num_classes: int = 1000
     zero_gamma: bool = False      # §3.1

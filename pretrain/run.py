@@ -36,20 +36,25 @@ from pretrain.models import ResNet, resnet
 from pretrain.objective import Objective
 from pretrain.tricks.lr_schedule import linear_scaled_lr, lr_at
 from pretrain.tricks.param_groups import param_groups
-from trickbench.fileio import append_jsonl, atomic_torch_save, atomic_write_json, read_json
+from trickbench.fileio import append_jsonl, atomic_torch_save, atomic_write_json
 from trickbench.runinfo import environment, sha256_file, write_result
+
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs/pretrain/resnet50_baseline.py"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     from mmengine.config import DictAction
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="a config under configs/pretrain/ (default: the paper's ResNet-50 baseline)")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="a config under configs/pretrain/ (default: the paper's ResNet-50 baseline, %(default)s)")
     p.add_argument("--work-dir", required=True, help="where the run's files go; its name is the backbone id")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                    help="override config keys, e.g. model.variant=D loss.label_smoothing=0.1")
     p.add_argument("--resume", action="store_true", help="continue from last.pth in the work dir")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--stop-after", type=int, metavar="N",
+                   help="stop after N epochs of this invocation, as if interrupted (time-sliced jobs; tests)")
     return p.parse_args(argv)
 
 
@@ -177,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
               f"tensors, none on {counts['no_decay']}")
 
     metrics = {}
-    for epoch in range(start_epoch, s.epochs):
+    end_epoch = s.epochs if args.stop_after is None else min(s.epochs, start_epoch + args.stop_after)
+    for epoch in range(start_epoch, end_epoch):
         es = epoch_seed(cfg.run.seed, epoch, d.rank)
         seed_everything(es)
         sampler.set_epoch(epoch)
@@ -223,6 +229,11 @@ def run(args: argparse.Namespace) -> int:
 
     if d.is_main:
         writer.close()
+    if end_epoch < s.epochs:
+        if d.is_main:
+            print(f"[{name}] stopped after epoch {end_epoch}/{s.epochs}; continue with --resume")
+        return 0
+    if d.is_main:
         if not metrics:  # resumed a run that had already finished
             metrics = _last_metrics(work / "metrics.jsonl")
         backbone_path = atomic_torch_save(work / "backbone.pth", model.backbone_state_dict())

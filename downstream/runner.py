@@ -1,0 +1,181 @@
+"""What ``detect.py`` and ``segment.py`` share: the reference config plus the pretrained
+backbone, mmengine's Runner (single process or torchrun), and the result file."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.hooks import Hook
+from mmengine.runner import CheckpointLoader
+
+from pretrain.checkpoint import CheckpointError, pretrain_result
+from trickbench.runinfo import write_result
+
+from . import backbone as _backbone  # registers the TrickBenchPretrained initializer
+from .datacheck import DataCheckError, dataset_cfgs
+
+REPO = Path(__file__).resolve().parents[1]
+OWN_CHECKPOINT = "trickbench-own://"
+
+
+class DownstreamError(RuntimeError):
+    pass
+
+
+@CheckpointLoader.register_scheme(prefixes=OWN_CHECKPOINT)
+def _load_own_checkpoint(filename: str, map_location=None, logger=None):
+    """mmengine's resume checkpoints pickle non-tensor objects (HistoryBuffer, numpy
+    scalars), which torch >= 2.6 refuses with weights_only=True. They are trusted
+    only because this suite wrote them into the run's own work dir; every other
+    file is loaded with weights_only=True."""
+    return torch.load(filename[len(OWN_CHECKPOINT):], map_location=map_location, weights_only=False)
+
+
+@dataclass
+class Backbone:
+    """A pretrained backbone, as the downstream stages see it."""
+    id: str
+    arch: dict
+    checkpoint: Path
+    sha256: str | None
+    top1: float | None
+    pretrain_dir: Path | None
+
+
+def resolve_backbone(source: str) -> Backbone:
+    path = Path(source)
+    if path.is_dir():
+        res = pretrain_result(path)
+        if res.get("stage") != "pretrain":
+            raise CheckpointError(f"{path / 'result.json'} is a {res.get('stage')} result, not a pretrain run")
+        ckpt = path / "backbone.pth"
+        if not ckpt.is_file():
+            raise CheckpointError(f"{ckpt} is missing; the pretrain run in {path} did not finish")
+        return Backbone(res["backbone"], res["arch"], ckpt.resolve(), res.get("backbone_sha256"),
+                        res["metrics"].get("top1"), path.resolve())
+    raise CheckpointError(f"--backbone {source}: not a pretrain run directory (one with result.json and backbone.pth)")
+
+
+class CaptureMetrics(Hook):
+    """Keeps the metrics of the latest validation, and the iteration it ran at."""
+    priority = "LOWEST"
+
+    def __init__(self):
+        self.metrics: dict | None = None
+        self.at_iter = -1
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self.metrics, self.at_iter = dict(metrics or {}), runner.iter
+
+
+def parse_args(task: str, default_config: str, argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=f"Fine-tune a pretrained backbone for {task}.")
+    p.add_argument("--backbone", required=True, help="a pretrain run directory (result.json + backbone.pth)")
+    p.add_argument("--config", default=default_config, help=f"an mmengine config (default: {default_config})")
+    p.add_argument("--work-dir", help=f"default: BACKBONE/{task}/CONFIG_NAME")
+    p.add_argument("--data-root", help="the dataset folder (overrides every data_root of the config)")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, help="override config keys")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
+    p.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper; needs a GPU)")
+    p.add_argument("--skip-data-check", action="store_true", help="skip the pre-flight dataset checks")
+    return p.parse_args(argv)
+
+
+def set_data_root(cfg: Config, root: str) -> None:
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if cfg.get(key):
+            for ds in dataset_cfgs(cfg[key]["dataset"]):
+                ds["data_root"] = root
+
+
+def use_plain_bn_when_single_process(node) -> None:
+    """SyncBN needs a process group: use BN when one process runs (REFERENCE §3)."""
+    if isinstance(node, dict):
+        if node.get("type") == "SyncBN":
+            node["type"] = "BN"
+        for v in node.values():
+            use_plain_bn_when_single_process(v)
+    elif isinstance(node, list):
+        for v in node:
+            use_plain_bn_when_single_process(v)
+
+
+def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> Config:
+    if args.data_root:
+        set_data_root(cfg, args.data_root)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    work_dir = Path(args.work_dir) if args.work_dir else (bb.pretrain_dir or REPO / "work_dirs") / task / Path(args.config).stem
+    cfg.work_dir = str(work_dir)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cfg.launcher = "pytorch" if world > 1 else "none"
+    if world == 1:
+        use_plain_bn_when_single_process(cfg._cfg_dict)
+    if args.amp:
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.loss_scale = "dynamic"
+    has_run = (work_dir / "last_checkpoint").exists() or (work_dir / "result.json").exists()
+    if args.resume:
+        marker = work_dir / "last_checkpoint"
+        if not marker.exists():
+            raise DownstreamError(f"--resume: {work_dir} has no checkpoint to resume from")
+        ckpt = Path(marker.read_text().strip())
+        if not ckpt.is_file() or work_dir.resolve() not in ckpt.resolve().parents:
+            raise DownstreamError(f"--resume: {marker} points at {ckpt}, which is not a checkpoint in {work_dir}")
+        cfg.resume, cfg.load_from = True, OWN_CHECKPOINT + str(ckpt)
+    elif has_run:
+        raise DownstreamError(f"{work_dir} already holds a {task} run; pass --resume to continue it or choose "
+                              f"another --work-dir (nothing was changed)")
+    return cfg
+
+
+def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_metrics) -> int:
+    """The whole stage; ``apply_backbone(cfg, backbone)``, ``check_data(cfg)`` and
+    ``read_metrics(metrics) -> dict`` are the task's own parts."""
+    from mmengine.runner import Runner
+
+    t0 = time.time()
+    bb = resolve_backbone(args.backbone)
+    config_path = Path(args.config)
+    if not config_path.is_file():
+        raise DownstreamError(f"config {config_path} does not exist (the configs are under configs/{task}/)")
+    cfg = Config.fromfile(str(config_path))
+    apply_backbone(cfg, bb)
+    cfg = prepare(cfg, args, task, bb)
+    if not args.skip_data_check and int(os.environ.get("RANK", "0")) == 0:
+        check_data(cfg)
+    runner = Runner.from_cfg(cfg)
+    capture = CaptureMetrics()
+    runner.register_hook(capture)
+    runner.train()
+    if capture.metrics is None or capture.at_iter != runner.iter:
+        runner.val_loop.run()  # the schedule did not end on a validation
+    if runner.rank == 0:
+        world = runner.world_size
+        batch = cfg.train_dataloader.batch_size
+        write_result(
+            cfg.work_dir, stage=task, backbone=bb.id, metrics=read_metrics(capture.metrics),
+            config=cfg.to_dict(), checkpoint=Path(cfg.work_dir).resolve() / Path(
+                (Path(cfg.work_dir) / "last_checkpoint").read_text().strip()).name
+            if (Path(cfg.work_dir) / "last_checkpoint").exists() else None,
+            wall_time_s=time.time() - t0, config_file=str(config_path), backbone_sha256=bb.sha256,
+            pretrain_dir=str(bb.pretrain_dir) if bb.pretrain_dir else None, top1=bb.top1, arch=bb.arch,
+            iterations=runner.iter, images_seen=runner.iter * batch * world, raw_metrics=capture.metrics)
+        print(f"[{bb.id}] {task} done: " + ", ".join(f"{k} {v:.2f}" for k, v in read_metrics(capture.metrics).items())
+              + f"; result {Path(cfg.work_dir) / 'result.json'}")
+    return 0
+
+
+def main(task: str, default_config: str, apply_backbone, check_data, read_metrics, argv=None) -> int:
+    args = parse_args(task, default_config, argv)
+    try:
+        return run(task, args, apply_backbone, check_data, read_metrics)
+    except (CheckpointError, DataCheckError, DownstreamError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,33 @@
+"""Shared fixtures: small generated datasets (built once per session) and runners
+for the suite's own command lines."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> dict[str, Path]:
+    from trickbench.synthetic import make_all
+
+    return make_all(tmp_path_factory.mktemp("data"), scale=0.5, seed=0)
+
+
+def run_cli(*args: str, cwd: Path = REPO, timeout: float = 1200, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one of the suite's scripts as a user would, capturing its output."""
+    cmd = [sys.executable, *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    return proc
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-6000:]}"
+    return proc

@@ -1,0 +1,94 @@
+"""pretrain/run.py end to end on the generated ImageNet-layout set."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from tests.conftest import REPO, ok, run_cli
+
+TINY = str(REPO / "configs/pretrain/synthetic/resnet18_tiny.py")
+
+
+def tiny_opts(root, *extra):
+    # Two short epochs, single-process loading: fast and deterministic.
+    return ["--cfg-options", f"data.root={root}", "schedule.epochs=2", "schedule.milestones=[1]",
+            "data.workers=0", "run.deterministic=True", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic, tmp_path_factory):
+    work = tmp_path_factory.mktemp("runs") / "tiny-b"
+    proc = ok(run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(work), *tiny_opts(synthetic["imagenet"])))
+    return work, proc
+
+
+def test_run_writes_every_file(trained):
+    work, proc = trained
+    for name in ("config.json", "metrics.jsonl", "last.pth", "best.pth", "backbone.pth", "result.json"):
+        assert (work / name).is_file(), name
+    lines = [json.loads(ln) for ln in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["epoch"] for ln in lines] == [1, 2]
+    assert all(0 <= ln["top1"] <= 100 and ln["top5"] >= ln["top1"] for ln in lines)
+    assert any(p.name.startswith("events.out.tfevents") for p in (work / "tb").iterdir())
+    res = json.loads((work / "result.json").read_text())
+    assert res["stage"] == "pretrain" and res["backbone"] == "tiny-b"
+    assert res["metrics"]["top1"] == lines[-1]["top1"] and res["arch"]["variant"] == "B"
+    assert res["config"]["model"]["depth"] == 18 and res["tricks"] == []
+    assert res["versions"]["torch"] and "wall_time_s" in res and res["peak_lr"] == pytest.approx(0.1)
+    assert not list(work.glob(".*.tmp")), "a temporary file was left behind"
+
+
+def test_backbone_pth_is_a_plain_state_dict_without_the_head(trained):
+    work, _ = trained
+    sd = torch.load(work / "backbone.pth", weights_only=True)
+    assert isinstance(sd, dict) and all(isinstance(v, torch.Tensor) for v in sd.values())
+    assert "conv1.weight" in sd and not any(k.startswith("fc.") for k in sd)
+    full = torch.load(work / "last.pth", weights_only=True)["model"]
+    assert all(torch.equal(sd[k], full[k]) for k in sd)
+
+
+def test_existing_run_is_not_overwritten(trained, synthetic):
+    work, _ = trained
+    before = (work / "last.pth").read_bytes()
+    proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(work), *tiny_opts(synthetic["imagenet"]))
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+    assert (work / "last.pth").read_bytes() == before
+
+
+def test_missing_dataset_names_the_path_and_layout(tmp_path):
+    proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(tmp_path / "w"),
+                   "--cfg-options", f"data.root={tmp_path / 'nowhere'}")
+    assert proc.returncode == 2
+    assert str(tmp_path / "nowhere" / "train") in proc.stderr and "train/<class>/" in proc.stderr
+
+
+def test_corrupt_image_names_the_file(synthetic, tmp_path):
+    root = tmp_path / "imagenet"
+    shutil.copytree(synthetic["imagenet"], root)
+    bad = sorted((root / "train").rglob("*.JPEG"))[3]
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(tmp_path / "w"), *tiny_opts(root))
+    assert proc.returncode != 0
+    assert str(bad) in proc.stderr and "corrupt" in proc.stderr
+
+
+def test_unknown_config_key_is_refused(tmp_path, synthetic):
+    proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(tmp_path / "w"),
+                   *tiny_opts(synthetic["imagenet"], "optim.lr_typo=1"))
+    assert proc.returncode == 2 and "optim.lr_typo" in proc.stderr
+
+
+def test_resumed_run_ends_with_the_same_weights(synthetic, tmp_path, trained):
+    work, _ = trained
+    opts = tiny_opts(synthetic["imagenet"])
+    part = tmp_path / "tiny-b"
+    ok(run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(part), "--stop-after", "1", *opts))
+    assert not (part / "result.json").exists()
+    ok(run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(part), "--resume", *opts))
+    a = torch.load(work / "last.pth", weights_only=True)
+    b = torch.load(part / "last.pth", weights_only=True)
+    assert a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [json.loads(x)["epoch"] for x in (part / "metrics.jsonl").read_text().splitlines()] == [1, 2]
