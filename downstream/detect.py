@@ -16,14 +16,14 @@ if __name__ == "__main__" and __package__ in (None, ""):
     _here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 
+from mmdet.datasets import VOCDataset
+
 from downstream import runner
 from downstream.backbone import backbone_fields, stage_channels
 from downstream.datacheck import check_voc, dataset_cfgs
 
 DEFAULT_CONFIG = str(runner.REPO / "configs/detection/faster-rcnn_r50_fpn_1x_voc0712.py")
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-               "tvmonitor")
+VOC_CLASSES = VOCDataset.METAINFO["classes"]  # what mmdet reads, in its order
 
 
 def apply_backbone(cfg, bb: runner.Backbone) -> None:

@@ -195,8 +195,8 @@ def run(args: argparse.Namespace) -> int:
                 ddp_model, bar, optimizer, objective, lr_at=schedule, first_step=step, device=d.device,
                 precision=cfg.run.precision, scaler=scaler, generator=mix_gen,
                 use_mixup=epoch < s.epochs - cfg.loss.mixup_off_epochs, channels_last=cfg.run.channels_last,
-                on_step=(lambda st: bar.set_postfix(loss=f"{st['loss']:.3f}", lr=f"{st['lr']:.4g}",
-                                                    img_s=f"{st['images_per_s']:.0f}")) if d.is_main else None)
+                on_step=_reporter(bar, name, epoch, s.epochs, steps_per_epoch, cfg.run.log_interval)
+                if d.is_main else None)
         except NonFiniteLossError as e:
             good = last_path if last_path.exists() else None
             raise RunError(
@@ -248,10 +248,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _progress(loader, epoch: int, epochs: int, *, enabled: bool):
+    """A progress bar on a terminal; in a log file (no terminal), periodic lines instead."""
     from tqdm import tqdm
 
-    return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not enabled, mininterval=2.0,
-                dynamic_ncols=True, leave=False)
+    return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not (enabled and sys.stderr.isatty()),
+                mininterval=1.0, dynamic_ncols=True, leave=False)
+
+
+def _reporter(bar, name: str, epoch: int, epochs: int, steps_per_epoch: int, log_interval: int):
+    def report(st: dict) -> None:
+        if not bar.disable:
+            bar.set_postfix(loss=f"{st['loss']:.3f}", lr=f"{st['lr']:.4g}", img_s=f"{st['images_per_s']:.0f}",
+                            refresh=False)
+        elif st["step"] % log_interval == 0:
+            print(f"[{name}] epoch {epoch + 1}/{epochs} iter {st['step'] - epoch * steps_per_epoch}/{steps_per_epoch}: "
+                  f"loss {st['loss']:.4f}, lr {st['lr']:.4g}, {st['images_per_s']:.0f} img/s", flush=True)
+    return report
 
 
 def _trim_metrics(path: Path, epochs_done: int) -> None:

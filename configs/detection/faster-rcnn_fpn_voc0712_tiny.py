@@ -1,5 +1,5 @@
 # The reference Faster R-CNN, sized for a CPU and the generated VOC set
-# (python -m trickbench.synthetic): small images, a 3-epoch schedule, a narrower FPN
+# (python -m trickbench.synthetic): small images, a 6-epoch schedule, a narrower FPN
 # and box head. The data layout, datasets, metric and the rest of the model are
 # the reference's.
 _base_ = "./faster-rcnn_r50_fpn_1x_voc0712.py"
@@ -36,14 +36,16 @@ model = dict(
     rpn_head=dict(in_channels=64, feat_channels=64),
     roi_head=dict(bbox_roi_extractor=dict(out_channels=64),
                   bbox_head=dict(in_channels=64, fc_out_channels=256)),
-    train_cfg=dict(rcnn=dict(sampler=dict(num=128))),
+    # fewer proposals and sampled RoIs: a few objects per small image
+    train_cfg=dict(rpn_proposal=dict(nms_pre=600, max_per_img=300), rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(rpn=dict(nms_pre=600, max_per_img=300)),
 )
 
-max_epochs = 3
+max_epochs = 6
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=30),
-    dict(type="MultiStepLR", begin=0, end=max_epochs, by_epoch=True, milestones=[2], gamma=0.1),
+    dict(type="MultiStepLR", begin=0, end=max_epochs, by_epoch=True, milestones=[5], gamma=0.1),
 ]
 optim_wrapper = dict(optimizer=dict(lr=0.02))
 auto_scale_lr = dict(enable=False)  # lr 0.02 is set for this batch of 4 directly

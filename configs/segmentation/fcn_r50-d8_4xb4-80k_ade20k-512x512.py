@@ -4,8 +4,8 @@
 # widths; the reference's ResNetV1c and its open-mmlab:// weights are never used.
 _base_ = "mmseg::fcn/fcn_r50-d8_4xb4-80k_ade20k-512x512.py"
 
-# aAcc, mIoU and mAcc (IoUMetric reports all three for metrics=['mIoU']).
-val_evaluator = dict(type="IoUMetric", metrics=["mIoU"])
+# The reference's metric, restated: IoUMetric(iou_metrics=['mIoU']) reports aAcc, mIoU and mAcc.
+val_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
 test_evaluator = val_evaluator
 
 # The reference lr 0.01 is for 16 images per iteration (4 GPUs x 4).

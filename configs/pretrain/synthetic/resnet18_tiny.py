@@ -4,5 +4,5 @@ _base_ = "../resnet50_baseline.py"
 model = dict(depth=18, variant="B", base_channels=16, num_classes=10)
 data = dict(root="data/synthetic/imagenet", image_size=56, val_resize=64, batch_size=32, workers=2)
 optim = dict(lr=0.1, base_batch_size=256)
-schedule = dict(epochs=6, milestones=[4, 5])
+schedule = dict(epochs=15, milestones=[10, 13])
 run = dict(log_interval=10)

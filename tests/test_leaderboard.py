@@ -1,0 +1,61 @@
+import csv
+import json
+
+from evaluation.leaderboard import COLUMNS, build_rows, find_results, main
+
+
+def write(path, **res):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "result.json").write_text(json.dumps(res))
+
+
+def pretrain(root, name, top1, sha="a" * 64, variant="D", tricks=("cosine",)):
+    write(root / name, stage="pretrain", backbone=name, metrics={"top1": top1, "top5": 99.0},
+          arch={"depth": 18, "variant": variant, "base_channels": 16}, tricks=list(tricks),
+          backbone_sha256=sha, finished_at="2026-01-01T00:00:00+00:00")
+
+
+def downstream(root, name, stage, metrics, sha="a" * 64, finished="2026-01-02T00:00:00+00:00", sub="tiny"):
+    write(root / name / stage / sub, stage=stage, backbone=name, metrics=metrics, backbone_sha256=sha,
+          finished_at=finished, config_file=f"configs/{stage}/{sub}.py")
+
+
+def test_rows_join_stages_by_backbone(tmp_path):
+    pretrain(tmp_path, "b", 70.0, variant="B", tricks=())
+    pretrain(tmp_path, "d", 75.5)
+    downstream(tmp_path, "d", "detection", {"map": 40.0, "map_area": 41.0})
+    downstream(tmp_path, "d", "segmentation", {"miou": 30.0, "aacc": 80.0, "macc": 35.0})
+    rows = build_rows(find_results(tmp_path), tmp_path)
+    assert [r["backbone"] for r in rows] == ["b", "d"]
+    b, d = rows
+    assert b["tricks"] == "baseline" and b["voc_map"] == "" and b["ade_miou"] == ""  # stage not run: empty
+    assert (d["arch"], d["tricks"], d["top1"], d["voc_map"], d["ade_miou"], d["ade_aacc"]) == (
+        "ResNet-18-D-w16", "cosine", "75.50", "40.00", "30.00", "80.00")
+
+
+def test_newest_downstream_result_wins_and_stale_backbones_are_skipped(tmp_path):
+    pretrain(tmp_path, "d", 75.0, sha="a" * 64)
+    downstream(tmp_path, "d", "detection", {"map": 10.0}, finished="2026-01-02T00:00:00+00:00", sub="old")
+    downstream(tmp_path, "d", "detection", {"map": 20.0}, finished="2026-01-03T00:00:00+00:00", sub="new")
+    downstream(tmp_path, "d", "segmentation", {"miou": 5.0, "aacc": 5.0}, sha="b" * 64)  # other backbone.pth
+    (row,) = build_rows(find_results(tmp_path), tmp_path)
+    assert row["voc_map"] == "20.00" and row["det_config"] == "new" and row["ade_miou"] == ""
+
+
+def test_csv_is_reproducible(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    pretrain(runs, "d", 75.0)
+    downstream(runs, "d", "detection", {"map": 40.0})
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "a.csv")]) == 0
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "b.csv")]) == 0
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    rows = list(csv.DictReader(open(tmp_path / "a.csv")))
+    assert list(rows[0]) == COLUMNS and rows[0]["voc_map"] == "40.00"
+    assert "leaderboard written" in capsys.readouterr().out
+
+
+def test_duplicate_backbone_ids_are_an_error(tmp_path, capsys):
+    pretrain(tmp_path / "x", "same", 1.0)
+    pretrain(tmp_path / "y", "same", 2.0)
+    assert main(["--runs", str(tmp_path)]) == 2
+    assert "share the backbone id" in capsys.readouterr().err
