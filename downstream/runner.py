@@ -74,6 +74,21 @@ class CaptureMetrics(Hook):
         self.metrics, self.at_iter = dict(metrics or {}), runner.iter
 
 
+class StopOnNonFiniteLoss(Hook):
+    """mmengine trains on through NaN losses; stop at the first one instead, naming
+    the iteration and the last good checkpoint."""
+    priority = "VERY_HIGH"
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        loss = (outputs or {}).get("loss")
+        if loss is not None and not torch.isfinite(torch.as_tensor(loss)).all():
+            good = _last_checkpoint(Path(runner.work_dir))
+            raise DownstreamError(
+                f"loss is {float(loss)} at iteration {runner.iter + 1} (epoch {runner.epoch + 1}); last good "
+                f"checkpoint: {good or 'none yet'}. Usual causes: an lr too high for the batch "
+                f"(optim_wrapper.optimizer.lr, auto_scale_lr), fp16 overflow (drop --amp), or bad annotations.")
+
+
 def parse_args(task: str, default_config: str, argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=f"Fine-tune a pretrained backbone for {task}.")
     p.add_argument("--backbone", required=True, help="a pretrain run directory (result.json + backbone.pth)")
@@ -83,6 +98,7 @@ def parse_args(task: str, default_config: str, argv=None) -> argparse.Namespace:
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, help="override config keys")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
     p.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper; needs a GPU)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the run (default: %(default)s)")
     p.add_argument("--skip-data-check", action="store_true", help="skip the pre-flight dataset checks")
     return p.parse_args(argv)
 
@@ -109,6 +125,7 @@ def use_plain_bn_when_single_process(node) -> None:
 def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> Config:
     if args.data_root:
         set_data_root(cfg, args.data_root)
+    cfg.randomness = dict(seed=args.seed, deterministic=False)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     work_dir = Path(args.work_dir) if args.work_dir else (bb.pretrain_dir or REPO / "work_dirs") / task / Path(args.config).stem
@@ -153,6 +170,7 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
     runner = Runner.from_cfg(cfg)
     capture = CaptureMetrics()
     runner.register_hook(capture)
+    runner.register_hook(StopOnNonFiniteLoss())
     runner.train()
     if capture.metrics is None or capture.at_iter != runner.iter:
         runner.val_loop.run()  # the schedule did not end on a validation
@@ -161,15 +179,18 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
         batch = cfg.train_dataloader.batch_size
         write_result(
             cfg.work_dir, stage=task, backbone=bb.id, metrics=read_metrics(capture.metrics),
-            config=cfg.to_dict(), checkpoint=Path(cfg.work_dir).resolve() / Path(
-                (Path(cfg.work_dir) / "last_checkpoint").read_text().strip()).name
-            if (Path(cfg.work_dir) / "last_checkpoint").exists() else None,
+            config=cfg.to_dict(), checkpoint=_last_checkpoint(Path(cfg.work_dir)),
             wall_time_s=time.time() - t0, config_file=str(config_path), backbone_sha256=bb.sha256,
             pretrain_dir=str(bb.pretrain_dir) if bb.pretrain_dir else None, top1=bb.top1, arch=bb.arch,
             iterations=runner.iter, images_seen=runner.iter * batch * world, raw_metrics=capture.metrics)
         print(f"[{bb.id}] {task} done: " + ", ".join(f"{k} {v:.2f}" for k, v in read_metrics(capture.metrics).items())
               + f"; result {Path(cfg.work_dir) / 'result.json'}")
     return 0
+
+
+def _last_checkpoint(work_dir: Path) -> str | None:
+    marker = work_dir / "last_checkpoint"  # written by mmengine's CheckpointHook
+    return marker.read_text().strip() if marker.exists() else None
 
 
 def main(task: str, default_config: str, apply_backbone, check_data, read_metrics, argv=None) -> int:

@@ -35,7 +35,7 @@ def test_run_writes_every_file(trained):
     assert res["stage"] == "pretrain" and res["backbone"] == "tiny-b"
     assert res["metrics"]["top1"] == lines[-1]["top1"] and res["arch"]["variant"] == "B"
     assert res["config"]["model"]["depth"] == 18 and res["tricks"] == []
-    assert res["versions"]["torch"] and "wall_time_s" in res and res["peak_lr"] == pytest.approx(0.1)
+    assert res["versions"]["torch"] and "wall_time_s" in res and res["peak_lr"] == pytest.approx(0.0125)
     assert not list(work.glob(".*.tmp")), "a temporary file was left behind"
 
 
@@ -92,3 +92,24 @@ def test_resumed_run_ends_with_the_same_weights(synthetic, tmp_path, trained):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert [json.loads(x)["epoch"] for x in (part / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_nan_loss_stops_with_the_step_tricks_and_last_checkpoint(synthetic, tmp_path):
+    work = tmp_path / "bomb"
+    # From epoch 2 on the step schedule multiplies the lr by 1e30: the loss blows up.
+    proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(work),
+                   *tiny_opts(synthetic["imagenet"], "schedule.gamma=1e30"))
+    assert proc.returncode == 2
+    assert "loss is" in proc.stderr and "at iteration" in proc.stderr and "tricks: none" in proc.stderr
+    assert f"Last good checkpoint: {work / 'last.pth'}" in proc.stderr
+    assert torch.load(work / "last.pth", weights_only=True)["epoch"] == 1  # epoch 1 kept intact
+    assert not (work / "result.json").exists()
+
+
+def test_resume_with_another_config_is_refused(synthetic, tmp_path):
+    work = tmp_path / "w"
+    ok(run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(work), "--stop-after", "1",
+               *tiny_opts(synthetic["imagenet"])))
+    proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(work), "--resume",
+                   *tiny_opts(synthetic["imagenet"], "optim.lr=0.5"))
+    assert proc.returncode == 2 and "another config" in proc.stderr

@@ -6,8 +6,9 @@
 3. fine-tune each in Faster R-CNN on VOC and in FCN on ADE20K       (downstream/*.py)
 4. build the leaderboard                                            (evaluation/leaderboard.py)
 
-Every command is printed before it runs. A stage whose result.json already exists
-is skipped, so the demo can be re-run or continued after an interruption.
+Every command is printed before it runs; its full output goes to a log file under
+the runs folder and its summary line to the terminal. A stage whose result.json
+already exists is skipped, so the demo can be re-run or continued after an interruption.
 """
 from __future__ import annotations
 
@@ -27,10 +28,24 @@ DET_CONFIG = "configs/detection/faster-rcnn_fpn_voc0712_tiny.py"
 SEG_CONFIG = "configs/segmentation/fcn-d8_ade20k_tiny.py"
 
 
-def sh(*cmd: str) -> None:
-    print(f"\n$ {shlex.join(cmd)}", flush=True)
+def sh(*cmd: str, log: Path | None = None) -> None:
+    """Run a stage; with ``log``, keep its output there and show its summary lines."""
+    print(f"\n$ {shlex.join(cmd)}" + (f"  > {log}" if log else ""), flush=True)
     t = time.time()
-    subprocess.run([sys.executable if c == "python" else c for c in cmd], cwd=REPO, check=True)
+    argv = [sys.executable if c == "python" else c for c in cmd]
+    if log is None:
+        subprocess.run(argv, cwd=REPO, check=True)
+    else:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(REPO / log, "w") as f:
+            proc = subprocess.run(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        lines = (REPO / log).read_text().splitlines()
+        if proc.returncode != 0:
+            print("\n".join(lines[-40:]))
+            raise SystemExit(f"demo: the stage above failed (exit {proc.returncode}); full output in {log}")
+        for line in lines:
+            if " done: " in line:
+                print("  " + line)
     print(f"  ({time.time() - t:.0f} s)", flush=True)
 
 
@@ -46,13 +61,14 @@ def main(argv=None) -> int:
         work = runs / name
         if not (REPO / work / "result.json").exists():
             sh("python", "pretrain/run.py", "--config", config, "--work-dir", str(work),
-               "--cfg-options", f"data.root={data / 'imagenet'}")
+               "--cfg-options", f"data.root={data / 'imagenet'}", log=runs / "logs" / f"{name}-pretrain.log")
         for script, config, root, task in (
             ("downstream/detect.py", DET_CONFIG, data / "VOCdevkit", "detection"),
             ("downstream/segment.py", SEG_CONFIG, data / "ADEChallengeData2016", "segmentation"),
         ):
             if not (REPO / work / task / Path(config).stem / "result.json").exists():
-                sh("python", script, "--backbone", str(work), "--config", config, "--data-root", f"{root}/")
+                sh("python", script, "--backbone", str(work), "--config", config, "--data-root", f"{root}/",
+                   log=runs / "logs" / f"{name}-{task}.log")
     sh("python", "evaluation/leaderboard.py", "--runs", str(runs))
     print(f"\nDemo finished in {(time.time() - t0) / 60:.1f} min. Runs, checkpoints and result.json files: "
           f"{runs}/; leaderboard: {runs / 'leaderboard.csv'}; datasets: {data}/")

@@ -44,9 +44,9 @@ model = dict(
 max_epochs = 6
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
-    dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=30),
+    dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=100),
     dict(type="MultiStepLR", begin=0, end=max_epochs, by_epoch=True, milestones=[5], gamma=0.1),
 ]
-optim_wrapper = dict(optimizer=dict(lr=0.02))
-auto_scale_lr = dict(enable=False)  # lr 0.02 is set for this batch of 4 directly
+optim_wrapper = dict(optimizer=dict(lr=0.01))
+auto_scale_lr = dict(enable=False)  # lr 0.01 is set for this batch of 4 directly
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=max_epochs))

@@ -1,0 +1,109 @@
+"""The whole chain on tiny generated data, through the command lines a user runs:
+pretrain -> Faster R-CNN on VOC -> FCN on ADE20K -> leaderboard."""
+import csv
+import json
+
+import pytest
+import torch
+
+from tests.conftest import REPO, ok, run_cli
+
+pytestmark = pytest.mark.slow
+
+DET = str(REPO / "configs/detection/faster-rcnn_fpn_voc0712_tiny.py")
+SEG = str(REPO / "configs/segmentation/fcn-d8_ade20k_tiny.py")
+# Shorter than the demo's schedules: enough to move every metric, quick enough for CI.
+DET_SHORT = ["train_cfg.max_epochs=3", "train_cfg.val_interval=3", "default_hooks.checkpoint.interval=3",
+             "param_scheduler.1.end=3", "param_scheduler.1.milestones=[2]"]
+SEG_SHORT = ["train_cfg.max_iters=120", "train_cfg.val_interval=120", "default_hooks.checkpoint.interval=120",
+             "param_scheduler.0.end=120"]
+
+
+@pytest.fixture(scope="module")
+def chain(synthetic, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    bb = runs / "r18d"
+    ok(run_cli("pretrain/run.py", "--config", str(REPO / "configs/pretrain/synthetic/resnet18d_tiny_tricks.py"),
+               "--work-dir", str(bb), "--cfg-options", f"data.root={synthetic['imagenet']}", "schedule.epochs=6"))
+    det = ok(run_cli("downstream/detect.py", "--backbone", str(bb), "--config", DET,
+                     "--data-root", f"{synthetic['voc']}/", "--cfg-options", *DET_SHORT))
+    seg = ok(run_cli("downstream/segment.py", "--backbone", str(bb), "--config", SEG,
+                     "--data-root", str(synthetic["ade20k"]), "--cfg-options", *SEG_SHORT))
+    board = ok(run_cli("evaluation/leaderboard.py", "--runs", str(runs)))
+    return runs, bb, det, seg, board
+
+
+def result(path):
+    return json.loads((path / "result.json").read_text())
+
+
+def test_every_stage_writes_its_result(chain):
+    runs, bb, *_ = chain
+    pre = result(bb)
+    det = result(bb / "detection" / "faster-rcnn_fpn_voc0712_tiny")
+    seg = result(bb / "segmentation" / "fcn-d8_ade20k_tiny")
+    assert (pre["stage"], det["stage"], seg["stage"]) == ("pretrain", "detection", "segmentation")
+    assert det["backbone"] == seg["backbone"] == pre["backbone"] == "r18d"
+    assert det["backbone_sha256"] == seg["backbone_sha256"] == pre["backbone_sha256"]
+    assert det["iterations"] > 0 and det["images_seen"] == det["iterations"] * 4
+    assert det["config"]["model"]["backbone"]["init_cfg"]["type"] == "TrickBenchPretrained"
+    assert det["config"]["model"]["backbone"]["avg_down"] is True  # ResNet-D arrived as ResNet-D
+    assert seg["config"]["model"]["pretrained"] is None and seg["config"]["model"]["backbone"]["deep_stem"] is True
+
+
+def test_metrics_move_above_chance(chain):
+    runs, bb, *_ = chain
+    assert result(bb)["metrics"]["top1"] > 30  # 10 classes: chance is 10
+    assert result(bb / "detection" / "faster-rcnn_fpn_voc0712_tiny")["metrics"]["map"] > 5  # chance is ~0
+    seg = result(bb / "segmentation" / "fcn-d8_ade20k_tiny")["metrics"]
+    assert seg["miou"] > 15 and seg["aacc"] > 40  # one constant class: mIoU ~4, aAcc ~30
+
+
+def test_backbone_weights_arrived(chain):
+    runs, bb, *_ = chain
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from downstream.detect import apply_backbone
+    from downstream.runner import resolve_backbone
+    from mmdet.registry import MODELS
+
+    init_default_scope("mmdet")
+    cfg = Config.fromfile(DET)
+    apply_backbone(cfg, resolve_backbone(str(bb)))
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    saved = torch.load(bb / "backbone.pth", weights_only=True)
+    got = model.backbone.state_dict()
+    assert set(got) == set(saved) and all(torch.equal(got[k], saved[k]) for k in saved)
+
+
+def test_leaderboard_has_the_row(chain):
+    runs, bb, det, seg, board = chain
+    rows = list(csv.DictReader(open(runs / "leaderboard.csv")))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["backbone"] == "r18d" and row["arch"] == "ResNet-18-D-w16"
+    assert all(float(row[c]) > 0 for c in ("top1", "top5", "voc_map", "ade_miou", "ade_aacc"))
+    assert "r18d" in board.stdout
+
+
+def test_detection_refuses_to_overwrite_its_run(chain, synthetic):
+    runs, bb, *_ = chain
+    proc = run_cli("downstream/detect.py", "--backbone", str(bb), "--config", DET, "--data-root", f"{synthetic['voc']}/")
+    assert proc.returncode == 2 and "already holds" in proc.stderr
+
+
+def test_backbone_of_the_wrong_variant_is_refused(chain, synthetic, tmp_path):
+    runs, bb, *_ = chain
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    res = result(bb)
+    res["arch"] = dict(res["arch"], variant="B", deep_stem=False, avg_down=False)  # claims B, holds D weights
+    res["backbone_sha256"] = None
+    (fake / "result.json").write_text(json.dumps(res))
+    (fake / "backbone.pth").write_bytes((bb / "backbone.pth").read_bytes())
+    proc = run_cli("downstream/detect.py", "--backbone", str(fake), "--config", DET,
+                   "--data-root", f"{synthetic['voc']}/", "--work-dir", str(tmp_path / "w"))
+    assert proc.returncode == 2
+    assert str(fake / "backbone.pth") in proc.stderr and "missing keys" in proc.stderr
