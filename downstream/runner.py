@@ -165,7 +165,7 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
     cfg = Config.fromfile(str(config_path))
     apply_backbone(cfg, bb)
     cfg = prepare(cfg, args, task, bb)
-    if not args.skip_data_check and int(os.environ.get("RANK", "0")) == 0:
+    if not args.skip_data_check:  # every process, so that none waits for a rank that stopped
         check_data(cfg)
     runner = Runner.from_cfg(cfg)
     capture = CaptureMetrics()

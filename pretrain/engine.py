@@ -60,9 +60,8 @@ def train_one_epoch(
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, targets = objective.prepare(images, labels, generator, use_mixup=use_mixup)
-        with autocast(device, precision):
-            logits = model(x)
-        loss = objective.loss(logits, targets, x)
+        with autocast(device, precision):  # the teacher, if any, runs in the same precision
+            loss = objective.loss(model(x), targets, x)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(step, loss_value)

@@ -150,9 +150,10 @@ def run(args: argparse.Namespace) -> int:
     start_epoch, step, best_top1 = 0, 0, float("-inf")
     if args.resume and last_path.exists():
         ckpt = load(last_path)
-        if ckpt["config"] != cfg.to_dict():
-            raise RunError(f"{last_path} was written with another config; resume with the same config "
-                           f"and --cfg-options, or start a new --work-dir")
+        changed = _config_changes(ckpt["config"], cfg.to_dict())
+        if changed:
+            raise RunError(f"{last_path} was written with another config ({', '.join(changed)}); resume with "
+                           f"the same config and --cfg-options, or start a new --work-dir")
         load_state_strict(model, ckpt["model"], last_path)
         optimizer.load_state_dict(ckpt["optimizer"])
         if scaler is not None and ckpt.get("scaler"):
@@ -264,6 +265,22 @@ def _reporter(bar, name: str, epoch: int, epochs: int, steps_per_epoch: int, log
             print(f"[{name}] epoch {epoch + 1}/{epochs} iter {st['step'] - epoch * steps_per_epoch}/{steps_per_epoch}: "
                   f"loss {st['loss']:.4f}, lr {st['lr']:.4g}, {st['images_per_s']:.0f} img/s", flush=True)
     return report
+
+
+# Where the data lives and how it is logged may change between a run and its resume.
+RESUME_MAY_CHANGE = {"data.root", "data.workers", "run.log_interval"}
+
+
+def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Keys (dotted) whose values differ, other than those in RESUME_MAY_CHANGE."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        a, b, name = saved.get(key), current.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_changes(a, b, f"{name}.")
+        elif a != b and name not in RESUME_MAY_CHANGE:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
 
 
 def _trim_metrics(path: Path, epochs_done: int) -> None:

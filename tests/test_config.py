@@ -40,3 +40,43 @@ def test_bad_values_are_refused():
 def test_missing_config_file_is_an_error():
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(REPO / "configs/pretrain/nope.py")
+
+
+# The paper's rows (Tables 3-6) as configs: each adds what its name says to its base.
+PAPER_ROWS = {
+    "resnet50_baseline": ("A", 256, []),
+    "resnet50_bs1024+linear-scaling": ("A", 1024, ["linear_scaling"]),
+    "resnet50_bs1024+warmup": ("A", 1024, ["linear_scaling", "warmup"]),
+    "resnet50_bs1024+zero-gamma": ("A", 1024, ["linear_scaling", "warmup", "zero_gamma"]),
+    "resnet50_bs1024+no-bias-decay": ("A", 1024, ["linear_scaling", "warmup", "zero_gamma", "no_bias_decay"]),
+    "resnet50_bs1024+fp16": ("A", 1024, ["linear_scaling", "warmup", "zero_gamma", "no_bias_decay", "fp16"]),
+    "resnet50b_efficient": ("B", 1024, ["linear_scaling", "warmup", "zero_gamma", "no_bias_decay", "fp16"]),
+    "resnet50c_efficient": ("C", 1024, ["linear_scaling", "warmup", "zero_gamma", "no_bias_decay", "fp16"]),
+    "resnet50d_efficient": ("D", 1024, ["linear_scaling", "warmup", "zero_gamma", "no_bias_decay", "fp16"]),
+    "resnet50d_efficient+cosine": ("D", 1024, ["linear_scaling", "warmup", "zero_gamma", "no_bias_decay", "fp16",
+                                               "cosine"]),
+    "resnet50d_efficient+cosine+label-smoothing": ("D", 1024, [
+        "linear_scaling", "warmup", "zero_gamma", "no_bias_decay", "fp16", "cosine", "label_smoothing"]),
+    "resnet50d_efficient+cosine+label-smoothing+distill": ("D", 1024, [
+        "linear_scaling", "warmup", "zero_gamma", "no_bias_decay", "fp16", "cosine", "label_smoothing", "distill"]),
+    "resnet50d_efficient+cosine+label-smoothing+mixup": ("D", 1024, [
+        "linear_scaling", "warmup", "zero_gamma", "no_bias_decay", "fp16", "cosine", "label_smoothing", "mixup"]),
+    "resnet50d_efficient+cosine+label-smoothing+distill+mixup": ("D", 1024, [
+        "linear_scaling", "warmup", "zero_gamma", "no_bias_decay", "fp16", "cosine", "label_smoothing", "distill",
+        "mixup"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_ROWS))
+def test_paper_row_configs(name):
+    variant, batch, tricks = PAPER_ROWS[name]
+    cfg = load_config(REPO / "configs/pretrain" / f"{name}.py")
+    assert (cfg.model.depth, cfg.model.variant, cfg.data.batch_size, cfg.tricks()) == (50, variant, batch, tricks)
+    assert cfg.schedule.epochs == (200 if "mixup" in tricks else 120)
+
+
+def test_every_pretrain_config_loads():
+    paths = sorted((REPO / "configs/pretrain").rglob("*.py"))
+    assert len(paths) >= len(PAPER_ROWS) + 2
+    for path in paths:
+        load_config(path)

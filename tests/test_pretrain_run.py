@@ -112,4 +112,4 @@ def test_resume_with_another_config_is_refused(synthetic, tmp_path):
                *tiny_opts(synthetic["imagenet"])))
     proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(work), "--resume",
                    *tiny_opts(synthetic["imagenet"], "optim.lr=0.5"))
-    assert proc.returncode == 2 and "another config" in proc.stderr
+    assert proc.returncode == 2 and "another config (optim.lr: 0.0125 -> 0.5)" in proc.stderr
