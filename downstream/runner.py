@@ -15,10 +15,12 @@ from mmengine.hooks import Hook
 from mmengine.runner import CheckpointLoader
 
 from pretrain.checkpoint import CheckpointError, pretrain_result
-from trickbench.runinfo import write_result
+from trickbench.fileio import atomic_torch_save
+from trickbench.runinfo import sha256_file, write_result
 
 from . import backbone as _backbone  # registers the TrickBenchPretrained initializer
 from .datacheck import DataCheckError, dataset_cfgs
+from .external import load_external
 
 REPO = Path(__file__).resolve().parents[1]
 OWN_CHECKPOINT = "trickbench-own://"
@@ -39,16 +41,22 @@ def _load_own_checkpoint(filename: str, map_location=None, logger=None):
 
 @dataclass
 class Backbone:
-    """A pretrained backbone, as the downstream stages see it."""
+    """A pretrained backbone, as the downstream stages see it: a pretrain run of the
+    suite, or a foreign checkpoint converted to OpenMMLab names (``state``)."""
     id: str
     arch: dict
-    checkpoint: Path
+    checkpoint: Path | None
     sha256: str | None
     top1: float | None
     pretrain_dir: Path | None
+    source: str
+    state: dict | None = None
 
 
-def resolve_backbone(source: str) -> Backbone:
+def resolve_backbone(source: str, *, variant: str | None = None, name: str | None = None,
+                     top1: float | None = None) -> Backbone:
+    """``source`` is a pretrain run directory, or a torchvision / timm / mmpretrain /
+    OpenMMLab ResNet weights file (see :mod:`downstream.external`)."""
     path = Path(source)
     if path.is_dir():
         res = pretrain_result(path)
@@ -57,9 +65,15 @@ def resolve_backbone(source: str) -> Backbone:
         ckpt = path / "backbone.pth"
         if not ckpt.is_file():
             raise CheckpointError(f"{ckpt} is missing; the pretrain run in {path} did not finish")
-        return Backbone(res["backbone"], res["arch"], ckpt.resolve(), res.get("backbone_sha256"),
-                        res["metrics"].get("top1"), path.resolve())
-    raise CheckpointError(f"--backbone {source}: not a pretrain run directory (one with result.json and backbone.pth)")
+        if variant is not None and variant.upper() != res["arch"]["variant"]:
+            raise CheckpointError(f"--variant {variant}: {path} is a ResNet-{res['arch']['variant']} run")
+        return Backbone(name or res["backbone"], res["arch"], ckpt.resolve(), res.get("backbone_sha256"),
+                        res["metrics"].get("top1") if top1 is None else top1, path.resolve(), "trickbench")
+    if path.is_file():
+        state, arch, fmt = load_external(path, variant)
+        return Backbone(name or path.stem, arch, None, None, top1, None, f"{fmt}: {path.resolve()}", state)
+    raise CheckpointError(f"--backbone {source}: neither a pretrain run directory (result.json + backbone.pth) "
+                          f"nor a checkpoint file")
 
 
 class CaptureMetrics(Hook):
@@ -91,7 +105,13 @@ class StopOnNonFiniteLoss(Hook):
 
 def parse_args(task: str, default_config: str, argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=f"Fine-tune a pretrained backbone for {task}.")
-    p.add_argument("--backbone", required=True, help="a pretrain run directory (result.json + backbone.pth)")
+    p.add_argument("--backbone", required=True,
+                   help="a pretrain run directory (result.json + backbone.pth), or a torchvision / timm / "
+                        "mmpretrain ResNet weights file")
+    p.add_argument("--variant", choices=list("ABCD"), help="the ResNet variant of a weights file (default: "
+                   "read from its keys; A and B look alike there, B is assumed)")
+    p.add_argument("--name", help="the backbone id on the leaderboard (default: the run's, or the file's stem)")
+    p.add_argument("--top1", type=float, help="ImageNet top-1 of a weights file, for the leaderboard")
     p.add_argument("--config", default=default_config, help=f"an mmengine config (default: {default_config})")
     p.add_argument("--work-dir", help=f"default: BACKBONE/{task}/CONFIG_NAME")
     p.add_argument("--data-root", help="the dataset folder (overrides every data_root of the config)")
@@ -110,16 +130,17 @@ def set_data_root(cfg: Config, root: str) -> None:
                 ds["data_root"] = root
 
 
-def use_plain_bn_when_single_process(node) -> None:
-    """SyncBN needs a process group: use BN when one process runs (REFERENCE §3)."""
+def use_plain_bn(node) -> None:
+    """SyncBN where the reference has it and several GPU processes run; BN otherwise
+    (SyncBN needs a process group, and its kernels need GPUs)."""
     if isinstance(node, dict):
         if node.get("type") == "SyncBN":
             node["type"] = "BN"
         for v in node.values():
-            use_plain_bn_when_single_process(v)
+            use_plain_bn(v)
     elif isinstance(node, list):
         for v in node:
-            use_plain_bn_when_single_process(v)
+            use_plain_bn(v)
 
 
 def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> Config:
@@ -128,12 +149,15 @@ def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> C
     cfg.randomness = dict(seed=args.seed, deterministic=False)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    work_dir = Path(args.work_dir) if args.work_dir else (bb.pretrain_dir or REPO / "work_dirs") / task / Path(args.config).stem
+    default_root = bb.pretrain_dir or REPO / "work_dirs" / bb.id
+    work_dir = Path(args.work_dir) if args.work_dir else default_root / task / Path(args.config).stem
     cfg.work_dir = str(work_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cfg.launcher = "pytorch" if world > 1 else "none"
-    if world == 1:
-        use_plain_bn_when_single_process(cfg._cfg_dict)
+    if not torch.cuda.is_available():
+        cfg.env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"  # NCCL needs GPUs
+    if world == 1 or not torch.cuda.is_available():
+        use_plain_bn(cfg._cfg_dict)
     if args.amp:
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
@@ -158,13 +182,15 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
     from mmengine.runner import Runner
 
     t0 = time.time()
-    bb = resolve_backbone(args.backbone)
+    bb = resolve_backbone(args.backbone, variant=args.variant, name=args.name, top1=args.top1)
     config_path = Path(args.config)
     if not config_path.is_file():
         raise DownstreamError(f"config {config_path} does not exist (the configs are under configs/{task}/)")
-    cfg = Config.fromfile(str(config_path))
+    cfg = prepare(Config.fromfile(str(config_path)), args, task, bb)
+    if bb.state is not None:  # a foreign checkpoint: keep the converted weights with the run
+        bb.checkpoint = atomic_torch_save(Path(cfg.work_dir) / "backbone.pth", bb.state).resolve()
+        bb.sha256 = sha256_file(bb.checkpoint)
     apply_backbone(cfg, bb)
-    cfg = prepare(cfg, args, task, bb)
     if not args.skip_data_check:  # every process, so that none waits for a rank that stopped
         check_data(cfg)
     runner = Runner.from_cfg(cfg)
@@ -182,6 +208,7 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
             config=cfg.to_dict(), checkpoint=_last_checkpoint(Path(cfg.work_dir)),
             wall_time_s=time.time() - t0, config_file=str(config_path), backbone_sha256=bb.sha256,
             pretrain_dir=str(bb.pretrain_dir) if bb.pretrain_dir else None, top1=bb.top1, arch=bb.arch,
+            backbone_source=bb.source,
             iterations=runner.iter, images_seen=runner.iter * batch * world, raw_metrics=capture.metrics)
         print(f"[{bb.id}] {task} done: " + ", ".join(f"{k} {v:.2f}" for k, v in read_metrics(capture.metrics).items())
               + f"; result {Path(cfg.work_dir) / 'result.json'}")

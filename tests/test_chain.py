@@ -29,6 +29,18 @@ def chain(synthetic, tmp_path_factory):
                      "--data-root", f"{synthetic['voc']}/", "--cfg-options", *DET_SHORT))
     seg = ok(run_cli("downstream/segment.py", "--backbone", str(bb), "--config", SEG,
                      "--data-root", str(synthetic["ade20k"]), "--cfg-options", *SEG_SHORT))
+    # The same schedules from a randomly initialised backbone of the same architecture,
+    # given as a foreign weights file: the transfer sanity check.
+    from pretrain.models import resnet
+
+    torch.manual_seed(0)
+    random_file = runs / "random-init.pth"
+    torch.save(resnet(18, "D", num_classes=10, base_channels=16).backbone_state_dict(), random_file)
+    for script, config, data, short in (("downstream/detect.py", DET, f"{synthetic['voc']}/", DET_SHORT),
+                                        ("downstream/segment.py", SEG, str(synthetic["ade20k"]), SEG_SHORT)):
+        task = "detection" if "detect" in script else "segmentation"
+        ok(run_cli(script, "--backbone", str(random_file), "--name", "random-init", "--config", config,
+                   "--data-root", data, "--work-dir", str(runs / "random-init" / task), "--cfg-options", *short))
     board = ok(run_cli("evaluation/leaderboard.py", "--runs", str(runs)))
     return runs, bb, det, seg, board
 
@@ -78,13 +90,27 @@ def test_backbone_weights_arrived(chain):
     assert set(got) == set(saved) and all(torch.equal(got[k], saved[k]) for k in saved)
 
 
-def test_leaderboard_has_the_row(chain):
+def test_pretrained_backbone_transfers_better_than_random_init(chain):
+    runs, bb, *_ = chain
+    pre_det = result(bb / "detection" / "faster-rcnn_fpn_voc0712_tiny")["metrics"]["map"]
+    pre_seg = result(bb / "segmentation" / "fcn-d8_ade20k_tiny")["metrics"]["miou"]
+    rnd_det = result(runs / "random-init" / "detection")
+    rnd_seg = result(runs / "random-init" / "segmentation")
+    assert rnd_det["backbone_source"].startswith("torchvision/timm/mmdet")
+    assert rnd_det["iterations"] == result(bb / "detection" / "faster-rcnn_fpn_voc0712_tiny")["iterations"]
+    assert pre_det > rnd_det["metrics"]["map"] + 5
+    assert pre_seg > rnd_seg["metrics"]["miou"] + 5
+
+
+def test_leaderboard_has_the_rows(chain):
     runs, bb, det, seg, board = chain
-    rows = list(csv.DictReader(open(runs / "leaderboard.csv")))
-    assert len(rows) == 1
-    row = rows[0]
-    assert row["backbone"] == "r18d" and row["arch"] == "ResNet-18-D-w16"
+    rows = {r["backbone"]: r for r in csv.DictReader(open(runs / "leaderboard.csv"))}
+    assert sorted(rows) == ["r18d", "random-init"]
+    row = rows["r18d"]
+    assert row["arch"] == "ResNet-18-D-w16"
     assert all(float(row[c]) > 0 for c in ("top1", "top5", "voc_map", "ade_miou", "ade_aacc"))
+    assert rows["random-init"]["top1"] == "" and rows["random-init"]["arch"] == "ResNet-18-D-w16"
+    assert rows["random-init"]["voc_map"] != "" and rows["random-init"]["ade_miou"] != ""
     assert "r18d" in board.stdout
 
 

@@ -113,3 +113,53 @@ def test_resume_with_another_config_is_refused(synthetic, tmp_path):
     proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(work), "--resume",
                    *tiny_opts(synthetic["imagenet"], "optim.lr=0.5"))
     assert proc.returncode == 2 and "another config (optim.lr: 0.0125 -> 0.5)" in proc.stderr
+
+
+def test_two_process_gloo_run(synthetic, tmp_path):
+    """torchrun with 2 CPU processes: DDP over gloo, the global batch split in two,
+    every validation image counted exactly once."""
+    work = tmp_path / "ddp"
+    proc = ok(run_cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                      "pretrain/run.py", "--config", TINY, "--work-dir", str(work),
+                      *tiny_opts(synthetic["imagenet"], "schedule.epochs=1", "run.deterministic=False"),
+                      env={"OMP_NUM_THREADS": "1"}))
+    res = json.loads((work / "result.json").read_text())
+    assert res["world_size"] == 2 and res["batch_size_per_process"] == 16 and res["global_batch_size"] == 32
+    n_val = len(list((synthetic["imagenet"] / "val").rglob("*.JPEG")))
+    line = json.loads((work / "metrics.jsonl").read_text().splitlines()[-1])
+    assert line["val_images"] == n_val
+    n_train = len(list((synthetic["imagenet"] / "train").rglob("*.JPEG")))
+    assert res["steps_per_epoch"] == n_train // 32
+    assert proc.stdout.count("done:") == 1  # rank 0 alone reports and writes
+
+
+def test_all_tricks_on_with_a_teacher_beats_chance(trained, synthetic, tmp_path):
+    teacher, _ = trained
+    work = tmp_path / "all"
+    ok(run_cli("pretrain/run.py", "--config", str(REPO / "configs/pretrain/synthetic/resnet18d_tiny_tricks.py"),
+               "--work-dir", str(work), "--cfg-options", f"data.root={synthetic['imagenet']}", "data.workers=0",
+               "schedule.epochs=4", "loss.mixup_alpha=0.2", "loss.mixup_off_epochs=1",
+               f"loss.distill_teacher={teacher}", "loss.distill_temperature=4.0", "run.precision=bf16"))
+    res = json.loads((work / "result.json").read_text())
+    assert res["tricks"] == ["linear_scaling", "warmup", "zero_gamma", "no_bias_decay", "bf16", "cosine",
+                             "label_smoothing", "distill", "mixup"]
+    assert res["param_groups"]["no_decay"] > 0
+    assert res["metrics"]["top1"] > 20  # 10 classes: chance is 10
+
+
+def test_teacher_of_the_wrong_shape_is_refused(trained, synthetic, tmp_path):
+    teacher, _ = trained
+    # A teacher for 7 classes cannot teach a student of 10.
+    ckpt = torch.load(teacher / "last.pth", weights_only=True)
+    ckpt["config"]["model"]["num_classes"] = 7
+    ckpt["model"]["fc.weight"], ckpt["model"]["fc.bias"] = ckpt["model"]["fc.weight"][:7], ckpt["model"]["fc.bias"][:7]
+    seven = tmp_path / "seven.pth"
+    torch.save(ckpt, seven)
+    proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(tmp_path / "w"),
+                   *tiny_opts(synthetic["imagenet"], f"loss.distill_teacher={seven}"))
+    assert proc.returncode == 2 and str(seven) in proc.stderr and "7 classes" in proc.stderr
+    plain = tmp_path / "plain.pth"
+    torch.save(torch.load(teacher / "backbone.pth", weights_only=True), plain)
+    proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(tmp_path / "w2"),
+                   *tiny_opts(synthetic["imagenet"], f"loss.distill_teacher={plain}"))
+    assert proc.returncode == 2 and str(plain) in proc.stderr and "not a TrickBench pretrain checkpoint" in proc.stderr

@@ -95,7 +95,7 @@ fi
 pip install -q --no-deps --force-reinstall "$wheel"
 
 log "installing TrickBench and the rest of its pins"
-pip install -q -e "$ROOT[test]"
+pip install -q -e "$ROOT[test,bench]"
 
 check || die "the environment is incomplete: 'import mmcv.ops' or an OpenMMLab import failed (see above). Remove $wheeldir and $VENV and run this again."
 echo "$want" > "$STAMP.tmp" && mv "$STAMP.tmp" "$STAMP"
