@@ -95,15 +95,16 @@ def main(argv=None) -> int:
         for _ in range(args.rounds):
             for name, (model, opt, scaler, speeds) in setups.items():
                 speeds.append(time_round(model, opt, x, y, args.iters, device, args.precision, scaler))
-        med = {name: statistics.median(s[3]) for name, s in setups.items()}
-        rows.append((pair[0], med[pair[0]], pair[1], med[pair[1]]))
+        stats = {name: (statistics.median(s[3]), min(s[3]), max(s[3])) for name, s in setups.items()}
+        rows.append((pair[0], stats[pair[0]], pair[1], stats[pair[1]]))
         del setups
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device {dev}, batch {args.batch}, {args.image_size}px, {args.precision}, "
           f"{'channels_last' if args.channels_last else 'NCHW'}, median of {args.rounds} rounds x {args.iters} iters")
-    print(f"{'model':<20}{'img/s':>10}   {'reference':<16}{'img/s':>10}   ratio")
+    print(f"{'model':<20}{'img/s (min-max)':>22}   {'reference':<16}{'img/s (min-max)':>22}   ratio")
     for ours, a, ref, b in rows:
-        print(f"{ours:<20}{a:>10.1f}   {ref:<16}{b:>10.1f}   {a / b:.3f}")
+        print(f"{ours:<20}{a[0]:>8.1f} ({a[1]:6.1f}-{a[2]:6.1f})   {ref:<16}{b[0]:>8.1f} ({b[1]:6.1f}-{b[2]:6.1f})"
+              f"   {a[0] / b[0]:.3f}")
     return 0
 
 
