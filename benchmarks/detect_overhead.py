@@ -9,7 +9,7 @@ The config is resolved once through detect.py's own code (reference config +
 backbone + weights), dumped, and trained by both entry points for one epoch
 without validation, in alternating rounds. mmengine logs the time of every
 logged iteration (``vis_data/scalars.json``); the medians are compared, leaving
-out the first logged interval (start-up).
+out the first logged interval (start-up). Rounds alternate the order (ABBA).
 """
 from __future__ import annotations
 
@@ -62,8 +62,9 @@ def main(argv=None) -> int:
     cfg.dump(str(resolved))
     tools_train = Path(get_installed_path("mmdet")) / ".mim/tools/train.py"
     times: dict[str, list[float]] = {"downstream/detect.py": [], "mmdet tools/train.py": []}
+    per_round: dict[str, list[float]] = {name: [] for name in times}
     for r in range(args.rounds):
-        for name in times:
+        for name in (list(times) if r % 2 == 0 else list(times)[::-1]):  # ABBA: order effects cancel
             work = tmp / f"{name.split('/')[0].split()[0]}-{r}"
             if name.startswith("downstream"):
                 cmd = ["downstream/detect.py", "--backbone", args.backbone, "--config", args.config,
@@ -75,11 +76,15 @@ def main(argv=None) -> int:
             if proc.returncode != 0:
                 print(proc.stdout[-3000:], proc.stderr[-3000:])
                 raise SystemExit(f"{name} failed (exit {proc.returncode})")
-            times[name] += iteration_times(work)
+            t = iteration_times(work)
+            times[name] += t
+            per_round[name].append(statistics.median(t))
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"config {Path(args.config).name}, backbone {bb.id}, {args.rounds} rounds of one epoch each")
     for name, t in med.items():
-        print(f"{name:<24} {t * 1000:8.1f} ms/iter (median of {len(times[name])} logged intervals)")
+        rounds = ", ".join(f"{x * 1000:.0f}" for x in per_round[name])
+        print(f"{name:<24} {t * 1000:8.1f} ms/iter (median of {len(times[name])} logged intervals; "
+              f"per round: {rounds})")
     a, b = med["downstream/detect.py"], med["mmdet tools/train.py"]
     print(f"detect.py / tools/train.py = {a / b:.3f}")
     return 0

@@ -133,3 +133,19 @@ def test_backbone_of_the_wrong_variant_is_refused(chain, synthetic, tmp_path):
                    "--data-root", f"{synthetic['voc']}/", "--work-dir", str(tmp_path / "w"))
     assert proc.returncode == 2
     assert str(fake / "backbone.pth") in proc.stderr and "missing keys" in proc.stderr
+
+
+def test_resume_continues_a_downstream_run(chain, synthetic, tmp_path):
+    """--resume reads mmengine's own checkpoint (which weights_only=True refuses) from the
+    run's work dir and carries on from its iteration."""
+    runs, bb, *_ = chain
+    work = tmp_path / "seg"
+    common = ["downstream/segment.py", "--backbone", str(bb), "--config", SEG, "--data-root",
+              str(synthetic["ade20k"]), "--work-dir", str(work), "--cfg-options", "param_scheduler.0.end=40",
+              "default_hooks.checkpoint.interval=20"]
+    ok(run_cli(*common, "train_cfg.max_iters=20", "train_cfg.val_interval=20"))
+    assert result(work)["iterations"] == 20
+    proc = ok(run_cli(*common[:1], "--resume", *common[1:], "train_cfg.max_iters=40", "train_cfg.val_interval=40"))
+    assert "resumed" in proc.stdout + proc.stderr
+    assert result(work)["iterations"] == 40
+    assert (work / "iter_40.pth").is_file()
