@@ -75,3 +75,47 @@ def test_changed_file_is_refused_by_checksum(tmp_path):
     target = mm_resnet("mmdet", resnet(18, "B", num_classes=10, base_channels=8).arch())
     with pytest.raises(CheckpointError, match="SHA-256"):
         StrictPretrainedInit(checkpoint=str(path), sha256="0" * 64)(target)
+
+
+@pytest.mark.parametrize("task", ["detection", "segmentation"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_weights_arrive_in_the_detector_and_segmenter(tmp_path, task, variant):
+    """Strict loading through the real config and initializer, and one changed tensor
+    in backbone.pth changes the model's features."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from downstream import detect, segment
+    from downstream.runner import Backbone
+    from tests.conftest import REPO
+
+    module, config, scope = {
+        "detection": (detect, "configs/detection/faster-rcnn_fpn_voc0712_tiny.py", "mmdet"),
+        "segmentation": (segment, "configs/segmentation/fcn-d8_ade20k_tiny.py", "mmseg"),
+    }[task]
+    if scope == "mmdet":
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    init_default_scope(scope)
+    torch.manual_seed(0)
+    trained = resnet(18, variant, num_classes=10, base_channels=8)
+    path = tmp_path / "backbone.pth"
+
+    def features(state):
+        torch.save(state, path)
+        cfg = Config.fromfile(str(REPO / config))
+        module.apply_backbone(cfg, Backbone("b", trained.arch(), path, None, None, None, "test"))
+        cfg.model.backbone.norm_cfg = dict(type="BN", requires_grad=True)  # one process
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+        model.eval()
+        got = model.backbone.state_dict()
+        assert all(torch.equal(got[k], state[k]) for k in state)
+        return model.extract_feat(torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
+
+    state = trained.backbone_state_dict()
+    before = features(state)
+    state["layer4.1.conv2.weight"] = state["layer4.1.conv2.weight"] * 2
+    after = features(state)
+    assert not torch.allclose(before[-1], after[-1])

@@ -140,3 +140,30 @@ def test_objective_with_everything_off_is_plain_cross_entropy():
     with_ls = Objective(10, label_smoothing=0.1)
     _, t2 = with_ls.prepare(torch.zeros(6, 3, 4, 4), labels, torch.Generator())
     assert not torch.allclose(t2, targets)
+
+
+def test_mixup_switched_off_for_the_last_epochs():
+    obj = Objective(10, mixup_alpha=0.2)
+    x, labels = torch.randn(4, 3, 8, 8), torch.tensor([1, 2, 3, 4])
+    xm, tm = obj.prepare(x, labels, torch.Generator().manual_seed(0), use_mixup=True)
+    xo, to = obj.prepare(x, labels, torch.Generator().manual_seed(0), use_mixup=False)
+    assert torch.equal(xo, x) and torch.equal(to, F.one_hot(labels, 10).float())
+    assert not torch.equal(xm, x)
+
+
+def test_fp16_autocast_with_loss_scaling_trains_on_cpu():
+    from pretrain.engine import train_one_epoch
+
+    torch.manual_seed(0)
+    model = resnet(18, "B", num_classes=10, base_channels=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    scaler = torch.amp.GradScaler("cpu")
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))) for _ in range(8)]
+    before = model.fc.weight.clone()
+    stats = train_one_epoch(model, batches, opt, Objective(10), lr_at=lambda s: 0.01, first_step=0,
+                            device=torch.device("cpu"), precision="fp16", scaler=scaler,
+                            generator=torch.Generator(), use_mixup=False)
+    assert stats["next_step"] == 8 and math.isfinite(stats["train_loss"])
+    # Dynamic loss scaling: steps whose fp16 gradients overflow are skipped and the scale
+    # halves from 2^16 until they fit; then the weights move.
+    assert scaler.get_scale() < 2.0**16 and not torch.equal(before, model.fc.weight)
