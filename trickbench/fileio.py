@@ -52,7 +52,5 @@ def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); the file is damaged, delete it or re-run the stage that wrote it") from e
