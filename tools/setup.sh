@@ -19,7 +19,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${TRICKBENCH_VENV:-$ROOT/.venv}
-CACHE=${TRICKBENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/trickbench}
+CACHE=${TRICKBENCH_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/trickbench}
 PYTHON=${PYTHON:-python3}
 STAMP=$VENV/.trickbench-setup
 
