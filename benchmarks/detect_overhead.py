@@ -21,9 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-if __name__ == "__main__" and __package__ in (None, ""):
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 
 from mmengine.config import Config
 from mmengine.utils import get_installed_path

@@ -17,11 +17,7 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-if __name__ == "__main__" and __package__ in (None, ""):
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 
 import torch
 

@@ -37,6 +37,13 @@ def dataset_cfgs(cfg: dict) -> Iterator[dict]:
             yield cfg
 
 
+def run_datasets(cfg) -> Iterator[dict]:
+    """Every leaf dataset config of a run's train, val and test dataloaders."""
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if cfg.get(key):
+            yield from dataset_cfgs(cfg[key]["dataset"])
+
+
 def check_voc(ds: dict, classes: tuple[str, ...]) -> int:
     root = Path(ds["data_root"])
     sub = Path(root, ds.get("data_prefix", {}).get("sub_data_root", ""))

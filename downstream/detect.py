@@ -10,17 +10,13 @@ Evaluates with mmdet's VOCMetric on VOC2007 test; ``result.json`` holds ``map``
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __name__ == "__main__" and __package__ in (None, ""):
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 
 from mmdet.datasets import VOCDataset
 
 from downstream import runner
 from downstream.backbone import backbone_fields, stage_channels
-from downstream.datacheck import check_voc, dataset_cfgs
+from downstream.datacheck import check_voc, run_datasets
 
 DEFAULT_CONFIG = str(runner.REPO / "configs/detection/faster-rcnn_r50_fpn_1x_voc0712.py")
 VOC_CLASSES = VOCDataset.METAINFO["classes"]  # what mmdet reads, in its order
@@ -33,9 +29,8 @@ def apply_backbone(cfg, bb: runner.Backbone) -> None:
 
 
 def check_data(cfg) -> None:
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        for ds in dataset_cfgs(cfg[key]["dataset"]):
-            check_voc(ds, VOC_CLASSES)
+    for ds in run_datasets(cfg):
+        check_voc(ds, VOC_CLASSES)
 
 
 def read_metrics(metrics: dict) -> dict:

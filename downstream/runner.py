@@ -18,8 +18,8 @@ from pretrain.checkpoint import CheckpointError, pretrain_result
 from trickbench.fileio import atomic_torch_save
 from trickbench.runinfo import sha256_file, write_result
 
-from . import backbone as _backbone  # registers the TrickBenchPretrained initializer
-from .datacheck import DataCheckError, dataset_cfgs
+from . import backbone as _backbone  # noqa: F401  (registers the TrickBenchPretrained initializer)
+from .datacheck import DataCheckError, run_datasets
 from .external import load_external
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,10 +124,8 @@ def parse_args(task: str, default_config: str, argv=None) -> argparse.Namespace:
 
 
 def set_data_root(cfg: Config, root: str) -> None:
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        if cfg.get(key):
-            for ds in dataset_cfgs(cfg[key]["dataset"]):
-                ds["data_root"] = root
+    for ds in run_datasets(cfg):
+        ds["data_root"] = root
 
 
 def use_plain_bn(node) -> None:

@@ -10,15 +10,11 @@ Evaluates with mmseg's IoUMetric on the validation split; ``result.json`` holds
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __name__ == "__main__" and __package__ in (None, ""):
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 
 from downstream import runner
 from downstream.backbone import backbone_fields, stage_channels
-from downstream.datacheck import check_ade, dataset_cfgs
+from downstream.datacheck import check_ade, run_datasets
 
 DEFAULT_CONFIG = str(runner.REPO / "configs/segmentation/fcn_r50-d8_4xb4-80k_ade20k-512x512.py")
 
@@ -36,9 +32,8 @@ def apply_backbone(cfg, bb: runner.Backbone) -> None:
 
 
 def check_data(cfg) -> None:
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        for ds in dataset_cfgs(cfg[key]["dataset"]):
-            check_ade(ds, cfg.model.decode_head.num_classes)
+    for ds in run_datasets(cfg):
+        check_ade(ds, cfg.model.decode_head.num_classes)
 
 
 def read_metrics(metrics: dict) -> dict:

@@ -16,9 +16,6 @@ import io
 import sys
 from pathlib import Path
 
-if __name__ == "__main__" and __package__ in (None, ""):
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 
 from trickbench.fileio import atomic_write_bytes, read_json
 

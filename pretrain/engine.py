@@ -104,9 +104,9 @@ def evaluate(model: nn.Module, loader: Iterable, *, device: torch.device, precis
         k = min(5, logits.shape[1])
         topk = logits.float().topk(k, dim=1).indices
         hit = topk.eq(labels[:, None])
-        totals += torch.tensor([hit[:, 0].sum().item(), hit.any(dim=1).sum().item(),
-                                hard_loss(logits, labels).item() * labels.shape[0], labels.shape[0]],
-                               dtype=torch.float64, device=device)
+        n = labels.shape[0]
+        totals += torch.stack([hit[:, 0].sum(), hit.any(dim=1).sum(), hard_loss(logits, labels) * n,
+                               torch.tensor(n, device=device)]).double()
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(totals)
     n = max(totals[3].item(), 1.0)

@@ -12,14 +12,16 @@ mmdet/mmseg ``ResNet`` names) and ``result.json``. All are written atomically.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
 from pathlib import Path
 
 if __name__ == "__main__" and __package__ in (None, ""):
-    # Run as a script: drop this folder from the path so its module names
-    # (config, data, ...) cannot shadow other packages; `pretrain` is installed.
+    # Run as a script: drop this folder from the path so its generic module names
+    # (config, data, distributed, models) cannot shadow top-level packages; `pretrain`
+    # itself is installed. The other entry scripts' folders hold no such names.
     _here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 
@@ -36,7 +38,7 @@ from pretrain.models import ResNet, resnet
 from pretrain.objective import Objective
 from pretrain.tricks.lr_schedule import linear_scaled_lr, lr_at
 from pretrain.tricks.param_groups import param_groups
-from trickbench.fileio import append_jsonl, atomic_torch_save, atomic_write_json
+from trickbench.fileio import append_jsonl, atomic_torch_save, atomic_write_bytes, atomic_write_json
 from trickbench.runinfo import environment, sha256_file, write_result
 
 
@@ -212,13 +214,15 @@ def run(args: argparse.Namespace) -> int:
                        channels_last=cfg.run.channels_last)
         metrics = {"epoch": epoch + 1, "step": step, "lr": schedule(step - 1), **train_stats, **val}
         metrics.pop("next_step")
+        improved = val["top1"] > best_top1
+        best_top1 = max(best_top1, val["top1"])
         if d.is_main:
             ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch + 1, "step": step,
-                    "best_top1": max(best_top1, val["top1"]), "config": cfg.to_dict(),
+                    "best_top1": best_top1, "config": cfg.to_dict(),
                     "sampler": {"seed": cfg.run.seed, "epoch": epoch + 1}}
             atomic_torch_save(last_path, ckpt)
-            if val["top1"] > best_top1:
+            if improved:
                 atomic_torch_save(best_path, ckpt)
             append_jsonl(work / "metrics.jsonl", metrics)
             for k in ("train_loss", "val_loss", "top1", "top5", "lr", "images_per_s"):
@@ -226,7 +230,6 @@ def run(args: argparse.Namespace) -> int:
             writer.flush()
             print(f"[{name}] epoch {epoch + 1}/{s.epochs}: loss {train_stats['train_loss']:.4f}, "
                   f"top-1 {val['top1']:.2f}, top-5 {val['top5']:.2f}, {train_stats['images_per_s']:.0f} img/s")
-        best_top1 = max(best_top1, val["top1"])
 
     if d.is_main:
         writer.close()
@@ -287,19 +290,13 @@ def _trim_metrics(path: Path, epochs_done: int) -> None:
     """On resume, drop per-epoch lines newer than the checkpoint (written after it)."""
     if not path.exists():
         return
-    import json
-
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epochs_done]
     if len(kept) != len(lines):
-        from trickbench.fileio import atomic_write_bytes
-
         atomic_write_bytes(path, "".join(ln + "\n" for ln in kept).encode())
 
 
 def _last_metrics(path: Path) -> dict:
-    import json
-
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     return json.loads(lines[-1])
 
