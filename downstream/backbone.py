@@ -27,7 +27,16 @@ def stage_channels(arch: dict) -> list[int]:
     return [arch["base_channels"] * 2**i * EXPANSION[arch["depth"]] for i in range(4)]
 
 
-def backbone_fields(arch: dict, checkpoint: str | Path, sha256: str | None = None) -> dict:
+def pretrained_init(checkpoint: str | Path, sha256: str | None = None, *, only: tuple[str, ...] = (),
+                    skip: tuple[str, ...] = ()) -> dict:
+    """The ``init_cfg`` that loads (part of) ``backbone.pth`` strictly: the tensors whose
+    names start with one of ``only`` (all if empty), less those starting with one of ``skip``."""
+    return dict(type="TrickBenchPretrained", checkpoint=str(checkpoint), sha256=sha256, only=list(only),
+                skip=list(skip))
+
+
+def backbone_fields(arch: dict, checkpoint: str | Path, sha256: str | None = None, *,
+                    skip: tuple[str, ...] = ()) -> dict:
     """The ``ResNet`` fields that describe the pretrained architecture and its weights.
 
     ``zero_init_residual`` is False (mmdet/mmseg default it to True; it would only
@@ -45,7 +54,23 @@ def backbone_fields(arch: dict, checkpoint: str | Path, sha256: str | None = Non
         stem_channels=arch["base_channels"],
         zero_init_residual=False,
         pretrained=None,
-        init_cfg=dict(type="TrickBenchPretrained", checkpoint=str(checkpoint), sha256=sha256),
+        init_cfg=pretrained_init(checkpoint, sha256, skip=skip),
+    )
+
+
+def shared_head_fields(arch: dict, checkpoint: str | Path, sha256: str | None = None) -> dict:
+    """The C4 detector's shared RoI head: the backbone's last stage (``layer4``), with its
+    pretrained weights. ``TrickBenchResLayer`` (:mod:`downstream.shared_head`) builds it for
+    every variant and width; ``backbone_fields(..., skip=("layer4.",))`` loads the rest, so
+    that between them every tensor of ``backbone.pth`` is loaded exactly once."""
+    return dict(
+        type="TrickBenchResLayer",
+        depth=arch["depth"],
+        stage=3,
+        style=arch["style"],
+        avg_down=arch["avg_down"],
+        base_channels=arch["base_channels"],
+        init_cfg=pretrained_init(checkpoint, sha256, only=("layer4.",)),
     )
 
 
@@ -63,11 +88,15 @@ def extract_state_dict(obj, source: str | Path) -> dict[str, torch.Tensor]:
 
 @WEIGHT_INITIALIZERS.register_module(name="TrickBenchPretrained")
 class StrictPretrainedInit(BaseInit):
-    """Load a backbone state dict with ``weights_only=True`` and ``strict`` key and shape checks."""
+    """Load a backbone state dict with ``weights_only=True`` and ``strict`` key and shape checks.
 
-    def __init__(self, checkpoint: str, sha256: str | None = None, **kwargs):
+    ``only`` / ``skip`` select the tensors by name prefix, for models that hold the
+    backbone in two modules (the C4 detector's ``layer4`` runs in its RoI head)."""
+
+    def __init__(self, checkpoint: str, sha256: str | None = None, only=(), skip=(), **kwargs):
         super().__init__(**kwargs)
         self.checkpoint, self.sha256 = checkpoint, sha256
+        self.only, self.skip = tuple(only), tuple(skip)
 
     def __call__(self, module: torch.nn.Module) -> None:
         path = Path(self.checkpoint)
@@ -80,9 +109,13 @@ class StrictPretrainedInit(BaseInit):
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
             raise CheckpointError(f"cannot read backbone weights {path}: {e}") from e
-        load_state_strict(module, extract_state_dict(obj, path), path)
+        state = {k: v for k, v in extract_state_dict(obj, path).items()
+                 if (not self.only or k.startswith(self.only)) and not k.startswith(self.skip)}
+        part = "".join(f" (tensors {w} {', '.join(p)})" for w, p in (("under", self.only), ("not under", self.skip)) if p)
+        load_state_strict(module, state, f"{path}{part}")
         if hasattr(module, "_params_init_info"):
             update_init_info(module, init_info=self._get_init_info())
 
     def _get_init_info(self) -> str:
-        return f"{self.__class__.__name__}: every backbone tensor loaded strictly from {self.checkpoint}"
+        what = "every backbone tensor" if not (self.only or self.skip) else "every selected backbone tensor"
+        return f"{self.__class__.__name__}: {what} loaded strictly from {self.checkpoint}"

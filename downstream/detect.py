@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fine-tune a pretrained backbone in mmdet's Faster R-CNN + FPN on Pascal VOC.
+"""Fine-tune a pretrained backbone in mmdet's Faster R-CNN (FPN, or the paper's C4) on Pascal VOC.
 
     python downstream/detect.py --backbone runs/r50d [--config configs/detection/...] [--work-dir DIR]
     torchrun --nproc_per_node 8 downstream/detect.py --backbone runs/r50d
@@ -15,7 +15,8 @@ import sys
 from mmdet.datasets import VOCDataset
 
 from downstream import runner
-from downstream.backbone import backbone_fields, stage_channels
+from downstream import shared_head as _shared_head  # noqa: F401  (registers TrickBenchResLayer)
+from downstream.backbone import backbone_fields, shared_head_fields, stage_channels
 from downstream.datacheck import check_voc, run_datasets
 
 DEFAULT_CONFIG = str(runner.REPO / "configs/detection/faster-rcnn_r50_fpn_1x_voc0712.py")
@@ -23,9 +24,22 @@ VOC_CLASSES = VOCDataset.METAINFO["classes"]  # what mmdet reads, in its order
 
 
 def apply_backbone(cfg, bb: runner.Backbone) -> None:
-    """The pretrained architecture and weights; the neck follows the backbone's widths."""
-    cfg.model.backbone.update(backbone_fields(bb.arch, bb.checkpoint, bb.sha256))
-    cfg.model.neck.in_channels = stage_channels(bb.arch)
+    """The pretrained architecture and weights; the neck or heads follow the backbone's widths.
+
+    FPN (the reference): the whole backbone feeds the neck. C4 (the paper's set-up): the
+    backbone ends at layer3 and layer4 is the RoI head's shared head; the two load
+    disjoint parts of ``backbone.pth`` that together cover every tensor."""
+    channels = stage_channels(bb.arch)
+    roi_head = cfg.model.roi_head
+    if roi_head.get("shared_head"):
+        cfg.model.backbone.update(backbone_fields(bb.arch, bb.checkpoint, bb.sha256, skip=("layer4.",)))
+        roi_head.shared_head.update(shared_head_fields(bb.arch, bb.checkpoint, bb.sha256))
+        cfg.model.rpn_head.in_channels = channels[2]
+        roi_head.bbox_roi_extractor.out_channels = channels[2]
+        roi_head.bbox_head.in_channels = channels[3]
+    else:
+        cfg.model.backbone.update(backbone_fields(bb.arch, bb.checkpoint, bb.sha256))
+        cfg.model.neck.in_channels = channels
 
 
 def check_data(cfg) -> None:

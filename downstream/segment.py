@@ -13,6 +13,7 @@ import sys
 
 
 from downstream import runner
+from downstream import transforms as _transforms  # noqa: F401  (registers RandomGaussianBlur)
 from downstream.backbone import backbone_fields, stage_channels
 from downstream.datacheck import check_ade, run_datasets
 

@@ -119,3 +119,93 @@ def test_weights_arrive_in_the_detector_and_segmenter(tmp_path, task, variant):
     state["layer4.1.conv2.weight"] = state["layer4.1.conv2.weight"] * 2
     after = features(state)
     assert not torch.allclose(before[-1], after[-1])
+
+
+C4_PAPER = "configs/detection/faster-rcnn_r50-c4_4xb1-20e_voc0712_paper.py"
+
+
+def build_c4(state: dict, arch: dict, path):
+    """The paper's C4 detector with ``state`` as backbone.pth, weights initialised."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from downstream import detect
+    from downstream.runner import Backbone
+    from tests.conftest import REPO
+
+    init_default_scope("mmdet")
+    torch.save(state, path)
+    cfg = Config.fromfile(str(REPO / C4_PAPER))
+    detect.apply_backbone(cfg, Backbone("b", arch, path, None, None, None, "test"))
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model.eval()
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_weights_arrive_in_the_c4_detector(tmp_path, variant):
+    """C4: the backbone (stem, layer1-3) and the RoI head's shared head (layer4) load
+    disjoint parts of backbone.pth that together are all of it; a changed layer4 tensor
+    changes the RoI features."""
+    torch.manual_seed(0)
+    trained = resnet(18, variant, num_classes=10, base_channels=8)
+    state = trained.backbone_state_dict()
+    model = build_c4(state, trained.arch(), tmp_path / "backbone.pth")
+    trunk, head = model.backbone.state_dict(), model.roi_head.shared_head.state_dict()
+    assert not any(k.startswith("layer4.") for k in trunk) and all(k.startswith("layer4.") for k in head)
+    assert set(trunk) | set(head) == set(state) and not set(trunk) & set(head)
+    assert all(torch.equal({**trunk, **head}[k], v) for k, v in state.items())
+
+    rois = torch.randn(2, 32, 14, 14, generator=torch.Generator().manual_seed(1))  # layer3 width 4 x 8
+    before = model.roi_head.shared_head(rois)
+    state["layer4.1.conv2.weight"] = state["layer4.1.conv2.weight"] * 2
+    after = build_c4(state, trained.arch(), tmp_path / "backbone.pth").roi_head.shared_head(rois)
+    assert before.shape == (2, 64, 7, 7) and not torch.allclose(before, after)
+
+
+def test_c4_shared_head_matches_mmdet_for_a_plain_resnet():
+    """For ResNet-50-B at full width, our shared head is mmdet's own ResLayer head, key for key."""
+    from mmdet.models.roi_heads.shared_heads import ResLayer
+
+    from downstream.shared_head import ResLayerHead
+
+    ours, theirs = ResLayerHead(depth=50, style="pytorch"), ResLayer(depth=50, style="pytorch")
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    theirs.load_state_dict(ours.state_dict())
+    ours.eval(), theirs.eval()
+    x = torch.randn(1, 1024, 14, 14)
+    assert torch.allclose(ours(x), theirs(x))
+
+
+def test_c4_refuses_a_checkpoint_without_layer4(tmp_path):
+    trained = resnet(18, "D", num_classes=10, base_channels=8)
+    state = {k: v for k, v in trained.backbone_state_dict().items() if not k.startswith("layer4.")}
+    with pytest.raises(CheckpointError, match="missing keys: layer4") as e:
+        build_c4(state, trained.arch(), tmp_path / "backbone.pth")
+    assert str(tmp_path / "backbone.pth") in str(e.value)
+
+
+@pytest.mark.parametrize("variant", ["A", "D"])
+def test_weights_arrive_in_the_paper_segmenter(tmp_path, variant):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from downstream import segment
+    from downstream.runner import Backbone, use_plain_bn
+    from tests.conftest import REPO
+
+    init_default_scope("mmseg")
+    trained = resnet(18, variant, num_classes=10, base_channels=8)
+    state = trained.backbone_state_dict()
+    path = tmp_path / "backbone.pth"
+    torch.save(state, path)
+    cfg = Config.fromfile(str(REPO / "configs/segmentation/fcn_r50-d8_4xb4-63k_ade20k-480x480_paper.py"))
+    segment.apply_backbone(cfg, Backbone("b", trained.arch(), path, None, None, None, "test"))
+    use_plain_bn(cfg._cfg_dict)  # one process: SyncBN -> BN
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    got = model.backbone.state_dict()
+    assert set(got) == set(state) and all(torch.equal(got[k], state[k]) for k in state)
+    assert model.decode_head.in_channels == 64 and model.auxiliary_head.in_channels == 32
