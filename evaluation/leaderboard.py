@@ -58,7 +58,15 @@ def _fmt(x) -> str:
     return "" if x is None else f"{x:.2f}"
 
 
-def build_rows(results: list[tuple[Path, dict]], root: Path) -> list[dict]:
+def config_name(res: dict) -> str:
+    return Path(res.get("config_file") or "").stem
+
+
+def build_rows(results: list[tuple[Path, dict]], root: Path, configs: dict[str, str] | None = None) -> list[dict]:
+    """``configs`` maps a downstream stage to the config (file stem) whose results count,
+    e.g. ``{"detection": "faster-rcnn_r50-c4_4xb1-20e_voc0712_paper"}``; by default every
+    config does, and the newest result of a backbone and stage wins."""
+    configs = configs or {}
     pretrains: dict[str, tuple[Path, dict]] = {}
     for run_dir, res in results:
         if res["stage"] != "pretrain":
@@ -81,7 +89,7 @@ def build_rows(results: list[tuple[Path, dict]], root: Path) -> list[dict]:
     # Downstream: the newest result per (backbone, stage) wins; ties broken by path.
     latest: dict[tuple[str, str], tuple[Path, dict]] = {}
     for run_dir, res in results:
-        if res["stage"] == "pretrain":
+        if res["stage"] == "pretrain" or configs.get(res["stage"], config_name(res)) != config_name(res):
             continue
         pre = pretrains.get(res["backbone"])
         if pre is not None and res.get("backbone_sha256") and pre[1].get("backbone_sha256") \
@@ -100,8 +108,13 @@ def build_rows(results: list[tuple[Path, dict]], root: Path) -> list[dict]:
         for metric, col in STAGE_COLUMNS[stage].items():
             row[col] = _fmt(res["metrics"].get(metric))
         prefix = "det" if stage == "detection" else "seg"
-        row[f"{prefix}_config"] = Path(res.get("config_file") or "").stem
+        row[f"{prefix}_config"] = config_name(res)
         row[f"{prefix}_dir"] = str(run_dir.relative_to(root))
+    for stage, prefix, flag in (("detection", "det", "--det-config"), ("segmentation", "seg", "--seg-config")):
+        used = sorted({r[f"{prefix}_config"] for r in rows.values() if r[f"{prefix}_config"]})
+        if len(used) > 1:
+            print(f"warning: the {stage} column mixes configs ({', '.join(used)}), whose numbers do not compare; "
+                  f"pass {flag} to keep one", file=sys.stderr)
     return [rows[k] for k in sorted(rows)]
 
 
@@ -123,9 +136,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", required=True, type=Path, help="folder to scan for result.json files")
     p.add_argument("--out", type=Path, help="CSV to write (default: RUNS/leaderboard.csv)")
+    p.add_argument("--det-config", help="count only detection results of this config (its file name, without .py)")
+    p.add_argument("--seg-config", help="count only segmentation results of this config (its file name, without .py)")
     args = p.parse_args(argv)
+    configs = {stage: Path(name).stem for stage, name in (("detection", args.det_config),
+                                                          ("segmentation", args.seg_config)) if name}
     try:
-        rows = build_rows(find_results(args.runs), args.runs)
+        rows = build_rows(find_results(args.runs), args.runs, configs)
     except (LeaderboardError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

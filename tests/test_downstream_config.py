@@ -104,3 +104,74 @@ def test_tiny_configs_inherit_the_reference(tmp_path):
         cfg = resolved(module, str(REPO / name), tmp_path)
         assert cfg.model.backbone.init_cfg.type == "TrickBenchPretrained"
         assert cfg.model.type == Config.fromfile(module.DEFAULT_CONFIG).model.type
+
+
+C4_PAPER = str(REPO / "configs/detection/faster-rcnn_r50-c4_4xb1-20e_voc0712_paper.py")
+FCN_PAPER = str(REPO / "configs/segmentation/fcn_r50-d8_4xb4-63k_ade20k-480x480_paper.py")
+
+
+def test_paper_detection_config_is_gluoncv_c4_recipe(tmp_path):
+    """GluonCV's faster_rcnn_resnet50_v1b_voc + train_faster_rcnn.py, on mmdet's C4 model."""
+    cfg = resolved(detect, C4_PAPER, tmp_path)
+    m = cfg.model
+    assert (m.backbone.num_stages, m.backbone.out_indices, m.backbone.frozen_stages) == (3, (2,), 1)
+    assert not m.backbone.norm_cfg.requires_grad and not m.roi_head.shared_head.norm_cfg.requires_grad
+    head = m.roi_head.shared_head
+    assert (head.type, head.depth, head.avg_down, head.base_channels) == ("TrickBenchResLayer", 50, True, 64)
+    assert m.backbone.init_cfg.skip == ["layer4."] and head.init_cfg.only == ["layer4."]
+    assert m.backbone.init_cfg.checkpoint == head.init_cfg.checkpoint == str(tmp_path / "backbone.pth")
+    assert m.rpn_head.in_channels == m.roi_head.bbox_roi_extractor.out_channels == 1024
+    assert m.roi_head.bbox_head.in_channels == 2048 and m.roi_head.bbox_head.with_avg_pool
+    assert m.roi_head.bbox_roi_extractor.roi_layer.output_size == 14
+    assert m.rpn_head.anchor_generator.scales == [2, 4, 8, 16, 32] and m.rpn_head.anchor_generator.strides == [16]
+    assert (m.train_cfg.rcnn.sampler.num, m.test_cfg.rpn.max_per_img, m.test_cfg.rcnn.nms.iou_threshold) == (128, 300, 0.3)
+    assert m.data_preprocessor.bgr_to_rgb and m.data_preprocessor.std[0] > 1  # ImageNet RGB normalisation
+    opt = cfg.optim_wrapper
+    assert (opt.optimizer.lr, opt.optimizer.weight_decay, opt.optimizer.momentum) == (0.001, 5e-4, 0.9)
+    assert opt.clip_grad == dict(type="value", clip_value=5.0)
+    assert cfg.train_cfg.max_epochs == 20 and cfg.param_scheduler[0].milestones == [14]
+    assert cfg.train_dataloader.batch_size == 1 and cfg.train_dataloader.dataset.times == 1
+    assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=4)
+    assert [e["eval_mode"] for e in cfg.val_evaluator] == ["11points", "area"]
+    assert "open-mmlab://" not in cfg.pretty_text and "torchvision://" not in cfg.pretty_text
+
+
+def test_paper_segmentation_config_differs_from_mmseg_reference_only_where_gluoncv_does(tmp_path):
+    cfg = resolved(segment, FCN_PAPER, tmp_path)
+    diff = changed("mmseg::fcn/fcn_r50-d8_4xb4-80k_ade20k-512x512.py", cfg)
+    allowed_prefixes = ("model.backbone.init_cfg", "auto_scale_lr", "work_dir", "launcher", "randomness",
+                        "env_cfg.dist_cfg", "train_pipeline", "test_pipeline", "train_dataloader.dataset.pipeline",
+                        "val_dataloader.dataset.pipeline", "test_dataloader.dataset.pipeline", "custom_imports",
+                        "model.test_cfg")
+    allowed = {"model.pretrained", "model.backbone.type", "model.backbone.avg_down", "model.backbone.deep_stem",
+               "model.backbone.zero_init_residual", "model.backbone.base_channels", "model.backbone.stem_channels",
+               "model.backbone.pretrained", "model.backbone.depth",
+               "norm_cfg.type", "model.backbone.norm_cfg.type", "model.decode_head.norm_cfg.type",
+               "model.auxiliary_head.norm_cfg.type",
+               # GluonCV's recipe
+               "crop_size", "base_size", "iters", "model.data_preprocessor.size", "data_preprocessor.size",
+               "model.decode_head.num_convs", "model.decode_head.concat_input",
+               "model.auxiliary_head.loss_decode.loss_weight", "optim_wrapper.optimizer.weight_decay",
+               "optimizer.weight_decay", "param_scheduler.0.eta_min", "param_scheduler.0.end",
+               "train_cfg.max_iters", "train_cfg.val_interval"}
+    unexpected = {k for k in diff if k not in allowed and not k.startswith(allowed_prefixes)}
+    assert not unexpected, unexpected
+    m = cfg.model
+    assert (m.decode_head.num_convs, m.decode_head.concat_input, m.decode_head.channels) == (1, False, 512)
+    assert m.auxiliary_head.loss_decode.loss_weight == 0.5 and m.auxiliary_head.channels == 256
+    assert (m.test_cfg.mode, m.test_cfg.crop_size, m.test_cfg.stride) == ("slide", (480, 480), (320, 320))
+    assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4 and cfg.optim_wrapper.optimizer.lr == 0.01
+    assert cfg.train_cfg.max_iters == cfg.param_scheduler[0].end == 63150 and cfg.param_scheduler[0].eta_min == 0
+    steps = [t["type"] for t in cfg.train_dataloader.dataset.pipeline]
+    assert "RandomGaussianBlur" in steps and "PhotoMetricDistortion" not in steps
+    assert cfg.train_dataloader.batch_size * 4 == cfg.auto_scale_lr.base_batch_size == 16
+
+
+def test_tiny_paper_configs_inherit_the_paper_setups(tmp_path):
+    for module, name, paper in ((detect, "configs/detection/faster-rcnn_c4_voc0712_tiny.py", C4_PAPER),
+                                (segment, "configs/segmentation/fcn-d8_ade20k_tiny_paper.py", FCN_PAPER)):
+        cfg, ref = resolved(module, str(REPO / name), tmp_path), resolved(module, paper, tmp_path)
+        for key in ("model.backbone.init_cfg.type", "model.type", "optim_wrapper.optimizer.weight_decay",
+                    "model.roi_head.shared_head.type", "optim_wrapper.clip_grad.clip_value",
+                    "model.decode_head.num_convs", "model.auxiliary_head.loss_decode.loss_weight"):
+            assert flatten(cfg.to_dict()).get(key) == flatten(ref.to_dict()).get(key), (name, key)

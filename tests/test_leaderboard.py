@@ -59,3 +59,21 @@ def test_duplicate_backbone_ids_are_an_error(tmp_path, capsys):
     pretrain(tmp_path / "y", "same", 2.0)
     assert main(["--runs", str(tmp_path)]) == 2
     assert "share the backbone id" in capsys.readouterr().err
+
+
+def test_one_protocol_per_column(tmp_path, capsys):
+    """Results of the reference and the paper set-up do not compare: --det-config keeps one,
+    and a column that mixes them is flagged."""
+    pretrain(tmp_path, "b", 70.0, variant="B")
+    pretrain(tmp_path, "d", 75.0)
+    downstream(tmp_path, "b", "detection", {"map": 40.0}, sub="fpn")
+    downstream(tmp_path, "d", "detection", {"map": 50.0}, sub="fpn", finished="2026-01-02T00:00:00+00:00")
+    downstream(tmp_path, "d", "detection", {"map": 60.0}, sub="c4_paper", finished="2026-01-03T00:00:00+00:00")
+    rows = {r["backbone"]: r for r in build_rows(find_results(tmp_path), tmp_path)}
+    assert rows["d"]["voc_map"] == "60.00" and "mixes configs (c4_paper, fpn)" in capsys.readouterr().err
+    rows = {r["backbone"]: r for r in build_rows(find_results(tmp_path), tmp_path, {"detection": "fpn"})}
+    assert (rows["b"]["voc_map"], rows["d"]["voc_map"], rows["d"]["det_config"]) == ("40.00", "50.00", "fpn")
+    assert "mixes" not in capsys.readouterr().err
+    assert main(["--runs", str(tmp_path), "--det-config", "configs/detection/c4_paper.py"]) == 0
+    rows = {r["backbone"]: r for r in csv.DictReader(open(tmp_path / "leaderboard.csv"))}
+    assert (rows["b"]["voc_map"], rows["d"]["voc_map"]) == ("", "60.00")
