@@ -1,6 +1,6 @@
 # The paper's detector (He et al. 2019, §6.1, Table 8), as far as mmdet can build it:
 # GluonCV's faster_rcnn_resnet50_v1b_voc and its train_faster_rcnn.py recipe (the one
-# behind GluonCV's 78.3 mAP ResNet-50 model), on mmdet's C4 Faster R-CNN and VOC07+12 data.
+# of GluonCV's published 4-GPU ResNet-50 log: 77.66 mAP), on mmdet's C4 Faster R-CNN and VOC07+12.
 # The backbone stops after layer3 (stride 16); layer4 runs on every 14x14 RoIAlign crop
 # in the RoI head (downstream/shared_head.py), then global average pooling and the class-
 # specific box head. downstream/detect.py fills in the backbone, the shared head and the
