@@ -142,7 +142,7 @@ def test_paper_segmentation_config_differs_from_mmseg_reference_only_where_gluon
     allowed_prefixes = ("model.backbone.init_cfg", "auto_scale_lr", "work_dir", "launcher", "randomness",
                         "env_cfg.dist_cfg", "train_pipeline", "test_pipeline", "train_dataloader.dataset.pipeline",
                         "val_dataloader.dataset.pipeline", "test_dataloader.dataset.pipeline", "custom_imports",
-                        "model.test_cfg")
+                        "model.test_cfg", "optim_wrapper.paramwise_cfg")
     allowed = {"model.pretrained", "model.backbone.type", "model.backbone.avg_down", "model.backbone.deep_stem",
                "model.backbone.zero_init_residual", "model.backbone.base_channels", "model.backbone.stem_channels",
                "model.backbone.pretrained", "model.backbone.depth",
@@ -162,16 +162,36 @@ def test_paper_segmentation_config_differs_from_mmseg_reference_only_where_gluon
     assert (m.test_cfg.mode, m.test_cfg.crop_size, m.test_cfg.stride) == ("slide", (480, 480), (320, 320))
     assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4 and cfg.optim_wrapper.optimizer.lr == 0.01
     assert cfg.train_cfg.max_iters == cfg.param_scheduler[0].end == 63150 and cfg.param_scheduler[0].eta_min == 0
-    steps = [t["type"] for t in cfg.train_dataloader.dataset.pipeline]
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys == {"decode_head": dict(lr_mult=10.0),
+                                                            "auxiliary_head": dict(lr_mult=10.0)}
+    steps = {t["type"]: t for t in cfg.train_dataloader.dataset.pipeline}
     assert "RandomGaussianBlur" in steps and "PhotoMetricDistortion" not in steps
+    assert (steps["RandomResize"]["scale"], steps["RandomResize"]["ratio_range"]) == ((520, 520), (0.5, 2.0))
+    assert steps["RandomCrop"]["crop_size"] == (480, 480) and steps["RandomCrop"]["cat_max_ratio"] == 1.0
+    test_steps = {t["type"]: t for t in cfg.test_dataloader.dataset.pipeline}
+    assert test_steps["Resize"]["scale"] == (520, 520) and cfg.model.data_preprocessor.size == (480, 480)
     assert cfg.train_dataloader.batch_size * 4 == cfg.auto_scale_lr.base_batch_size == 16
 
 
 def test_tiny_paper_configs_inherit_the_paper_setups(tmp_path):
-    for module, name, paper in ((detect, "configs/detection/faster-rcnn_c4_voc0712_tiny.py", C4_PAPER),
-                                (segment, "configs/segmentation/fcn-d8_ade20k_tiny_paper.py", FCN_PAPER)):
+    common = ("model.type", "model.backbone.init_cfg.type", "optim_wrapper.optimizer.weight_decay",
+              "optim_wrapper.optimizer.momentum")
+    cases = (
+        (detect, "configs/detection/faster-rcnn_c4_voc0712_tiny.py", C4_PAPER,
+         ("model.roi_head.shared_head.type", "optim_wrapper.clip_grad.clip_value", "model.backbone.num_stages",
+          "model.backbone.norm_cfg.requires_grad", "model.roi_head.shared_head.norm_cfg.requires_grad",
+          "model.rpn_head.loss_bbox.beta", "model.roi_head.bbox_head.loss_bbox.beta",
+          "model.roi_head.bbox_roi_extractor.roi_layer.output_size", "val_evaluator.0.eval_mode"),
+         lambda c: c.train_dataloader.dataset.dataset.datasets[0].pipeline),
+        (segment, "configs/segmentation/fcn-d8_ade20k_tiny_paper.py", FCN_PAPER,
+         ("model.decode_head.num_convs", "model.decode_head.concat_input",
+          "model.auxiliary_head.loss_decode.loss_weight", "optim_wrapper.paramwise_cfg.custom_keys.decode_head.lr_mult",
+          "model.test_cfg.mode", "param_scheduler.0.eta_min", "val_evaluator.type"),
+         lambda c: c.train_dataloader.dataset.pipeline),
+    )
+    for module, name, paper, keys, train_pipeline in cases:
         cfg, ref = resolved(module, str(REPO / name), tmp_path), resolved(module, paper, tmp_path)
-        for key in ("model.backbone.init_cfg.type", "model.type", "optim_wrapper.optimizer.weight_decay",
-                    "model.roi_head.shared_head.type", "optim_wrapper.clip_grad.clip_value",
-                    "model.decode_head.num_convs", "model.auxiliary_head.loss_decode.loss_weight"):
-            assert flatten(cfg.to_dict()).get(key) == flatten(ref.to_dict()).get(key), (name, key)
+        tiny, full = flatten(cfg.to_dict()), flatten(ref.to_dict())
+        for key in common + keys:
+            assert key in tiny and key in full and tiny[key] == full[key], (name, key)
+        assert [t["type"] for t in train_pipeline(cfg)] == [t["type"] for t in train_pipeline(ref)], name

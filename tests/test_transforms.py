@@ -28,14 +28,17 @@ def test_blur_on_smooths_the_image_and_not_the_labels():
     assert np.array_equal(out["gt_seg_map"], seg)
 
 
-def test_blur_rate_follows_prob():
+def test_blur_rate_and_sigma_follow_the_arguments(monkeypatch):
+    import downstream.transforms as t
+
+    sigmas = []
+    monkeypatch.setattr(t.cv2, "GaussianBlur", lambda img, ksize, sigmaX, sigmaY: sigmas.append(sigmaX) or img)
     np.random.seed(1)
-    blur = RandomGaussianBlur(prob=0.5)
-    changed = 0
-    for _ in range(200):
-        results, img, _ = sample()
-        changed += not np.array_equal(blur(results)["img"], img)
-    assert 50 < changed < 130  # Binomial(200, 0.5), less the draws whose sigma is too small to change a pixel
+    blur = RandomGaussianBlur(prob=0.3, max_sigma=0.8)
+    for _ in range(400):
+        blur(sample()[0])
+    assert 90 < len(sigmas) < 150  # Binomial(400, 0.3): mean 120, sd 9
+    assert 0 < min(sigmas) and max(sigmas) <= 0.8 and max(sigmas) > 0.6  # U(0, 0.8)
 
 
 def test_bad_arguments_are_refused():

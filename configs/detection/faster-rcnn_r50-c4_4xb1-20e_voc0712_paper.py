@@ -58,3 +58,5 @@ param_scheduler = [dict(type="MultiStepLR", begin=0, end=max_epochs, by_epoch=Tr
 optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type="SGD", lr=0.001, momentum=0.9, weight_decay=5e-4),
                      clip_grad=dict(type="value", clip_value=5.0))
 auto_scale_lr = dict(enable=True, base_batch_size=4)
+# A checkpoint every epoch, as GluonCV saves them, for --resume; the last three are kept.
+default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3))
