@@ -58,11 +58,14 @@ def backbone_fields(arch: dict, checkpoint: str | Path, sha256: str | None = Non
     )
 
 
+LAST_STAGE = "layer4."  # the tensors the C4 detector runs in its RoI head, not its backbone
+
+
 def shared_head_fields(arch: dict, checkpoint: str | Path, sha256: str | None = None) -> dict:
-    """The C4 detector's shared RoI head: the backbone's last stage (``layer4``), with its
-    pretrained weights. ``TrickBenchResLayer`` (:mod:`downstream.shared_head`) builds it for
-    every variant and width; ``backbone_fields(..., skip=("layer4.",))`` loads the rest, so
-    that between them every tensor of ``backbone.pth`` is loaded exactly once."""
+    """The C4 detector's shared RoI head: the backbone's last stage, with its pretrained
+    weights. ``TrickBenchResLayer`` (:mod:`downstream.shared_head`) builds it for every
+    variant and width; ``backbone_fields(..., skip=(LAST_STAGE,))`` loads the rest, so that
+    between them every tensor of ``backbone.pth`` is loaded exactly once."""
     return dict(
         type="TrickBenchResLayer",
         depth=arch["depth"],
@@ -70,7 +73,7 @@ def shared_head_fields(arch: dict, checkpoint: str | Path, sha256: str | None = 
         style=arch["style"],
         avg_down=arch["avg_down"],
         base_channels=arch["base_channels"],
-        init_cfg=pretrained_init(checkpoint, sha256, only=("layer4.",)),
+        init_cfg=pretrained_init(checkpoint, sha256, only=(LAST_STAGE,)),
     )
 
 

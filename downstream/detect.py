@@ -16,7 +16,7 @@ from mmdet.datasets import VOCDataset
 
 from downstream import runner
 from downstream import shared_head as _shared_head  # noqa: F401  (registers TrickBenchResLayer)
-from downstream.backbone import backbone_fields, shared_head_fields, stage_channels
+from downstream.backbone import LAST_STAGE, backbone_fields, shared_head_fields, stage_channels
 from downstream.datacheck import check_voc, run_datasets
 
 DEFAULT_CONFIG = str(runner.REPO / "configs/detection/faster-rcnn_r50_fpn_1x_voc0712.py")
@@ -31,14 +31,13 @@ def apply_backbone(cfg, bb: runner.Backbone) -> None:
     disjoint parts of ``backbone.pth`` that together cover every tensor."""
     channels = stage_channels(bb.arch)
     roi_head = cfg.model.roi_head
-    if roi_head.get("shared_head"):
-        cfg.model.backbone.update(backbone_fields(bb.arch, bb.checkpoint, bb.sha256, skip=("layer4.",)))
+    c4 = bool(roi_head.get("shared_head"))
+    cfg.model.backbone.update(backbone_fields(bb.arch, bb.checkpoint, bb.sha256, skip=(LAST_STAGE,) if c4 else ()))
+    if c4:
         roi_head.shared_head.update(shared_head_fields(bb.arch, bb.checkpoint, bb.sha256))
-        cfg.model.rpn_head.in_channels = channels[2]
-        roi_head.bbox_roi_extractor.out_channels = channels[2]
+        cfg.model.rpn_head.in_channels = roi_head.bbox_roi_extractor.out_channels = channels[2]
         roi_head.bbox_head.in_channels = channels[3]
     else:
-        cfg.model.backbone.update(backbone_fields(bb.arch, bb.checkpoint, bb.sha256))
         cfg.model.neck.in_channels = channels
 
 

@@ -89,8 +89,8 @@ def build_rows(results: list[tuple[Path, dict]], root: Path, configs: dict[str, 
     # Downstream: the newest result per (backbone, stage) wins; ties broken by path.
     latest: dict[tuple[str, str], tuple[Path, dict]] = {}
     for run_dir, res in results:
-        if res["stage"] == "pretrain" or configs.get(res["stage"], config_name(res)) != config_name(res):
-            continue
+        if res["stage"] == "pretrain" or configs.get(res["stage"]) not in (None, config_name(res)):
+            continue  # a pretrain row, or a downstream result of a config not asked for
         pre = pretrains.get(res["backbone"])
         if pre is not None and res.get("backbone_sha256") and pre[1].get("backbone_sha256") \
                 and res["backbone_sha256"] != pre[1]["backbone_sha256"]:

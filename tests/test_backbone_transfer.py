@@ -77,39 +77,43 @@ def test_changed_file_is_refused_by_checksum(tmp_path):
         StrictPretrainedInit(checkpoint=str(path), sha256="0" * 64)(target)
 
 
-@pytest.mark.parametrize("task", ["detection", "segmentation"])
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_weights_arrive_in_the_detector_and_segmenter(tmp_path, task, variant):
-    """Strict loading through the real config and initializer, and one changed tensor
-    in backbone.pth changes the model's features."""
+def build_downstream(config: str, state: dict, arch: dict, path):
+    """The model of a downstream config with ``state`` saved as its backbone.pth, set up as
+    the entry scripts do it (``apply_backbone``; BN for one process) and initialised."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     from downstream import detect, segment
-    from downstream.runner import Backbone
+    from downstream.runner import Backbone, use_plain_bn
     from tests.conftest import REPO
 
-    module, config, scope = {
-        "detection": (detect, "configs/detection/faster-rcnn_fpn_voc0712_tiny.py", "mmdet"),
-        "segmentation": (segment, "configs/segmentation/fcn-d8_ade20k_tiny.py", "mmseg"),
-    }[task]
-    if scope == "mmdet":
+    if config.startswith("configs/detection/"):
         from mmdet.registry import MODELS
+        task, scope = detect, "mmdet"
     else:
         from mmseg.registry import MODELS
+        task, scope = segment, "mmseg"
     init_default_scope(scope)
+    torch.save(state, path)
+    cfg = Config.fromfile(str(REPO / config))
+    task.apply_backbone(cfg, Backbone("b", arch, path, None, None, None, "test"))
+    use_plain_bn(cfg._cfg_dict)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model.eval()
+
+
+@pytest.mark.parametrize("config", ["configs/detection/faster-rcnn_fpn_voc0712_tiny.py",
+                                    "configs/segmentation/fcn-d8_ade20k_tiny.py"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_weights_arrive_in_the_detector_and_segmenter(tmp_path, config, variant):
+    """Strict loading through the real config and initializer, and one changed tensor
+    in backbone.pth changes the model's features."""
     torch.manual_seed(0)
     trained = resnet(18, variant, num_classes=10, base_channels=8)
-    path = tmp_path / "backbone.pth"
 
     def features(state):
-        torch.save(state, path)
-        cfg = Config.fromfile(str(REPO / config))
-        module.apply_backbone(cfg, Backbone("b", trained.arch(), path, None, None, None, "test"))
-        cfg.model.backbone.norm_cfg = dict(type="BN", requires_grad=True)  # one process
-        model = MODELS.build(cfg.model)
-        model.init_weights()
-        model.eval()
+        model = build_downstream(config, state, trained.arch(), tmp_path / "backbone.pth")
         got = model.backbone.state_dict()
         assert all(torch.equal(got[k], state[k]) for k in state)
         return model.extract_feat(torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
@@ -122,25 +126,7 @@ def test_weights_arrive_in_the_detector_and_segmenter(tmp_path, task, variant):
 
 
 C4_PAPER = "configs/detection/faster-rcnn_r50-c4_4xb1-20e_voc0712_paper.py"
-
-
-def build_c4(state: dict, arch: dict, path):
-    """The paper's C4 detector with ``state`` as backbone.pth, weights initialised."""
-    from mmdet.registry import MODELS
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
-    from downstream import detect
-    from downstream.runner import Backbone
-    from tests.conftest import REPO
-
-    init_default_scope("mmdet")
-    torch.save(state, path)
-    cfg = Config.fromfile(str(REPO / C4_PAPER))
-    detect.apply_backbone(cfg, Backbone("b", arch, path, None, None, None, "test"))
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model.eval()
+FCN_PAPER = "configs/segmentation/fcn_r50-d8_4xb4-63k_ade20k-480x480_paper.py"
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -151,7 +137,7 @@ def test_weights_arrive_in_the_c4_detector(tmp_path, variant):
     torch.manual_seed(0)
     trained = resnet(18, variant, num_classes=10, base_channels=8)
     state = trained.backbone_state_dict()
-    model = build_c4(state, trained.arch(), tmp_path / "backbone.pth")
+    model = build_downstream(C4_PAPER, state, trained.arch(), tmp_path / "backbone.pth")
     trunk, head = model.backbone.state_dict(), model.roi_head.shared_head.state_dict()
     assert not any(k.startswith("layer4.") for k in trunk) and all(k.startswith("layer4.") for k in head)
     assert set(trunk) | set(head) == set(state) and not set(trunk) & set(head)
@@ -160,7 +146,7 @@ def test_weights_arrive_in_the_c4_detector(tmp_path, variant):
     rois = torch.randn(2, 32, 14, 14, generator=torch.Generator().manual_seed(1))  # layer3 width 4 x 8
     before = model.roi_head.shared_head(rois)
     state["layer4.1.conv2.weight"] = state["layer4.1.conv2.weight"] * 2
-    after = build_c4(state, trained.arch(), tmp_path / "backbone.pth").roi_head.shared_head(rois)
+    after = build_downstream(C4_PAPER, state, trained.arch(), tmp_path / "backbone.pth").roi_head.shared_head(rois)
     assert before.shape == (2, 64, 7, 7) and not torch.allclose(before, after)
 
 
@@ -182,30 +168,15 @@ def test_c4_refuses_a_checkpoint_without_layer4(tmp_path):
     trained = resnet(18, "D", num_classes=10, base_channels=8)
     state = {k: v for k, v in trained.backbone_state_dict().items() if not k.startswith("layer4.")}
     with pytest.raises(CheckpointError, match="missing keys: layer4") as e:
-        build_c4(state, trained.arch(), tmp_path / "backbone.pth")
+        build_downstream(C4_PAPER, state, trained.arch(), tmp_path / "backbone.pth")
     assert str(tmp_path / "backbone.pth") in str(e.value)
 
 
 @pytest.mark.parametrize("variant", ["A", "D"])
 def test_weights_arrive_in_the_paper_segmenter(tmp_path, variant):
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-
-    from downstream import segment
-    from downstream.runner import Backbone, use_plain_bn
-    from tests.conftest import REPO
-
-    init_default_scope("mmseg")
     trained = resnet(18, variant, num_classes=10, base_channels=8)
     state = trained.backbone_state_dict()
-    path = tmp_path / "backbone.pth"
-    torch.save(state, path)
-    cfg = Config.fromfile(str(REPO / "configs/segmentation/fcn_r50-d8_4xb4-63k_ade20k-480x480_paper.py"))
-    segment.apply_backbone(cfg, Backbone("b", trained.arch(), path, None, None, None, "test"))
-    use_plain_bn(cfg._cfg_dict)  # one process: SyncBN -> BN
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = build_downstream(FCN_PAPER, state, trained.arch(), tmp_path / "backbone.pth")
     got = model.backbone.state_dict()
     assert set(got) == set(state) and all(torch.equal(got[k], state[k]) for k in state)
     assert model.decode_head.in_channels == 64 and model.auxiliary_head.in_channels == 32
