@@ -21,6 +21,7 @@ from trickbench.runinfo import sha256_file, write_result
 from . import backbone as _backbone  # noqa: F401  (registers the TrickBenchPretrained initializer)
 from .datacheck import DataCheckError, run_datasets
 from .external import load_external
+from .safe_load import load_weights_only
 
 REPO = Path(__file__).resolve().parents[1]
 OWN_CHECKPOINT = "trickbench-own://"
@@ -32,11 +33,16 @@ class DownstreamError(RuntimeError):
 
 @CheckpointLoader.register_scheme(prefixes=OWN_CHECKPOINT)
 def _load_own_checkpoint(filename: str, map_location=None, logger=None):
-    """mmengine's resume checkpoints pickle non-tensor objects (HistoryBuffer, numpy
-    scalars), which torch >= 2.6 refuses with weights_only=True. They are trusted
-    only because this suite wrote them into the run's own work dir; every other
-    file is loaded with weights_only=True."""
-    return torch.load(filename[len(OWN_CHECKPOINT):], map_location=map_location, weights_only=False)
+    """mmengine's resume checkpoints, read with ``weights_only=True`` like every other file:
+    the few non-tensor types they pickle (HistoryBuffer, numpy scalars) are allowed by
+    :mod:`downstream.safe_load`, and nothing else is."""
+    path = filename[len(OWN_CHECKPOINT):]
+    try:
+        return load_weights_only(path, map_location=map_location or "cpu")
+    except Exception as e:
+        raise CheckpointError(f"--resume: cannot read {path} with weights_only=True: {e}. Delete it (and point "
+                              f"{Path(path).parent / 'last_checkpoint'} at an earlier checkpoint) or start a new "
+                              f"--work-dir") from e
 
 
 @dataclass
@@ -70,8 +76,11 @@ def resolve_backbone(source: str, *, variant: str | None = None, name: str | Non
         return Backbone(name or res["backbone"], res["arch"], ckpt.resolve(), res.get("backbone_sha256"),
                         res["metrics"].get("top1") if top1 is None else top1, path.resolve(), "trickbench")
     if path.is_file():
-        state, arch, fmt = load_external(path, variant)
-        return Backbone(name or path.stem, arch, None, None, top1, None, f"{fmt}: {path.resolve()}", state)
+        ext = load_external(path, variant)
+        bb_id = name or path.stem
+        for note in ext.notes:
+            print(f"[{bb_id}] note: {note}", flush=True)
+        return Backbone(bb_id, ext.arch, None, None, top1, None, f"{ext.format}: {path.resolve()}", ext.state)
     raise CheckpointError(f"--backbone {source}: neither a pretrain run directory (result.json + backbone.pth) "
                           f"nor a checkpoint file")
 

@@ -29,19 +29,27 @@ def load(path: str | Path) -> dict:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
 
 
-def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Load every tensor, or raise listing the missing, unexpected and mis-shaped keys."""
-    own = module.state_dict()
+def state_mismatch(own: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor]) -> str | None:
+    """What keeps ``state`` from loading strictly into a model whose keys and shapes are
+    ``own``, in words (missing, unexpected and mis-shaped keys); None when it fits."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k].shape))
-    if missing or unexpected or shapes:
-        def show(items):
-            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "") if items else "none"
-        raise CheckpointError(
-            f"{source} does not match the model (was it trained with another depth, variant or width?): "
-            f"missing keys: {show(missing)}; unexpected keys: {show(unexpected)}; mis-shaped: {show(shapes)}")
+    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k])}"
+                    for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k]))
+    if not (missing or unexpected or shapes):
+        return None
+
+    def show(items):
+        return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "") if items else "none"
+    return f"missing keys: {show(missing)}; unexpected keys: {show(unexpected)}; mis-shaped: {show(shapes)}"
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load every tensor, or raise listing the missing, unexpected and mis-shaped keys."""
+    problem = state_mismatch({k: tuple(v.shape) for k, v in module.state_dict().items()}, state)
+    if problem:
+        raise CheckpointError(f"{source} does not match the model (was it trained with another depth, variant or "
+                              f"width?): {problem}")
     module.load_state_dict(state, strict=True)
 
 

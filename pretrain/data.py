@@ -12,8 +12,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import datasets, transforms
 
-# The paper normalises [0, 255] pixels with mean (123.68, 116.779, 103.939) and
-# std (58.393, 57.12, 57.375); on [0, 1] tensors that is:
+# torchvision's ImageNet constants on [0, 1] tensors: (123.675, 116.28, 103.53) and
+# (58.395, 57.12, 57.375) on [0, 255], which is what mmdet's and mmseg's data
+# preprocessors use, so pretraining and fine-tuning see the same input. The paper
+# (§2.1) gives mean (123.68, 116.779, 103.939): that is 0.4850, 0.4580, 0.4076 on
+# [0, 1], 0.0016-0.0020 above these in green and blue, a difference kept on purpose.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 # PCA of ImageNet's RGB pixels on [0, 1] (AlexNet's lighting noise, as in GluonCV and fb.resnet.torch).
