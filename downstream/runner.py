@@ -3,6 +3,7 @@ backbone, mmengine's Runner (single process or torchrun), and the result file.""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -15,12 +16,15 @@ from mmengine.hooks import Hook
 from mmengine.runner import CheckpointLoader
 
 from pretrain.checkpoint import CheckpointError, pretrain_result
-from trickbench.fileio import atomic_torch_save
+from trickbench.fileio import WriteError, atomic_torch_save, remove_stale_temps
+from trickbench.mmconfig import ConfigFileError, check_options, read_config
 from trickbench.runinfo import sha256_file, write_result
+from trickbench.worklock import WorkDirBusy, lock_work_dir
 
 from . import backbone as _backbone  # noqa: F401  (registers the TrickBenchPretrained initializer)
 from .datacheck import DataCheckError, run_datasets
 from .external import load_external
+from .resume_rng import ResumeRandomState
 from .safe_load import load_weights_only
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +159,8 @@ def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> C
         set_data_root(cfg, args.data_root)
     cfg.randomness = dict(seed=args.seed, deterministic=False)
     if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+        cfg.merge_from_dict(check_options(cfg.to_dict(), args.cfg_options, args.config))
+    validate(cfg)
     default_root = bb.pretrain_dir or REPO / "work_dirs" / bb.id
     work_dir = Path(args.work_dir) if args.work_dir else default_root / task / Path(args.config).stem
     cfg.work_dir = str(work_dir)
@@ -168,6 +173,9 @@ def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> C
     if args.amp:
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
+    if int(os.environ.get("RANK", "0")) == 0:
+        lock_work_dir(work_dir)  # held until the process ends; a second run into the same folder stops here
+        remove_stale_temps(work_dir)
     has_run = (work_dir / "last_checkpoint").exists() or (work_dir / "result.json").exists()
     if args.resume:
         marker = work_dir / "last_checkpoint"
@@ -183,6 +191,25 @@ def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> C
     return cfg
 
 
+def validate(cfg: Config) -> None:
+    """The settings a run cannot start without, checked before anything is written."""
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        loader = cfg.get(key)
+        if loader is None:
+            continue
+        batch = loader.get("batch_size")
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise DownstreamError(f"{key}.batch_size={batch!r}: it must be an integer >= 1")
+        workers = loader.get("num_workers", 0)
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+            raise DownstreamError(f"{key}.num_workers={workers!r}: it must be an integer >= 0")
+    train = cfg.get("train_cfg") or {}
+    for key in ("max_epochs", "max_iters", "val_interval"):
+        value = train.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise DownstreamError(f"train_cfg.{key}={value!r}: it must be an integer >= 1")
+
+
 def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_metrics) -> int:
     """The whole stage; ``apply_backbone(cfg, backbone)``, ``check_data(cfg)`` and
     ``read_metrics(metrics) -> dict`` are the task's own parts."""
@@ -193,7 +220,7 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
     config_path = Path(args.config)
     if not config_path.is_file():
         raise DownstreamError(f"config {config_path} does not exist (the configs are under configs/{task}/)")
-    cfg = prepare(Config.fromfile(str(config_path)), args, task, bb)
+    cfg = prepare(read_config(config_path), args, task, bb)
     if bb.state is not None:  # a foreign checkpoint: keep the converted weights with the run
         bb.checkpoint = atomic_torch_save(Path(cfg.work_dir) / "backbone.pth", bb.state).resolve()
         bb.sha256 = sha256_file(bb.checkpoint)
@@ -204,6 +231,7 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
     capture = CaptureMetrics()
     runner.register_hook(capture)
     runner.register_hook(StopOnNonFiniteLoss())
+    runner.register_hook(ResumeRandomState())
     runner.train()
     if capture.metrics is None or capture.at_iter != runner.iter:
         runner.val_loop.run()  # the schedule did not end on a validation
@@ -231,6 +259,12 @@ def main(task: str, default_config: str, apply_backbone, check_data, read_metric
     args = parse_args(task, default_config, argv)
     try:
         return run(task, args, apply_backbone, check_data, read_metrics)
-    except (CheckpointError, DataCheckError, DownstreamError) as e:
+    except (CheckpointError, DataCheckError, DownstreamError, ConfigFileError, WorkDirBusy, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        print(f"error: cannot write {e.filename or 'a checkpoint'}: {e.strerror}. Free disk space (or choose "
+              f"another --work-dir), then continue with --resume: finished checkpoints are intact", file=sys.stderr)
         return 2

@@ -7,15 +7,23 @@ It is derived, never edited: every ``result.json`` under ``--runs`` is read, the
 downstream results are joined to the backbone they fine-tuned (by the backbone
 id, checked against the SHA-256 of the ``backbone.pth`` they loaded), and the CSV
 is written atomically. The same runs always give the same file.
+
+A leaderboard never shows partial or wrong numbers: a ``result.json`` that has a
+``stage`` but is malformed (not valid JSON, no ``backbone`` or ``metrics``, a metric
+that is not a finite number, an ``arch`` without ``depth``, ...) stops it with exit
+code 2 and one ``error:`` line naming the file, before anything is written. Only a
+``result.json`` with no ``stage`` at all (not a TrickBench result; another tool's) is
+skipped, with a warning.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import math
 import sys
 from pathlib import Path
-
+from typing import NoReturn
 
 from trickbench.fileio import atomic_write_bytes, read_json
 
@@ -27,6 +35,7 @@ STAGE_COLUMNS = {
     "detection": {"map": "voc_map", "map_area": "voc_map_area"},
     "segmentation": {"miou": "ade_miou", "aacc": "ade_aacc", "macc": "ade_macc"},
 }
+MAIN_METRIC = {"pretrain": "top1", "detection": "map", "segmentation": "miou"}  # a result without it is damaged
 
 
 class LeaderboardError(RuntimeError):
@@ -38,12 +47,53 @@ def find_results(root: Path) -> list[tuple[Path, dict]]:
         raise LeaderboardError(f"--runs {root} is not a directory")
     out = []
     for path in sorted(root.rglob("result.json")):
-        res = read_json(path)
-        if not isinstance(res, dict) or res.get("stage") not in STAGE_COLUMNS or "backbone" not in res:
-            print(f"warning: {path} is not a TrickBench result (no stage/backbone); skipped", file=sys.stderr)
+        try:
+            res = read_json(path)
+        except ValueError as e:  # names the file and the fix
+            raise LeaderboardError(str(e)) from e
+        except OSError as e:
+            raise LeaderboardError(f"{path}: cannot read it ({e.strerror}); fix its permissions, or delete it") from e
+        if not isinstance(res, dict) or "stage" not in res:
+            print(f"warning: {path} is not a TrickBench result (no stage); skipped", file=sys.stderr)
             continue
+        check_result(path, res)
         out.append((path.parent, res))
     return out
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_result(path: Path, res: dict) -> None:
+    """Every field the leaderboard reads has the type it needs, and every metric it shows
+    is a finite number; otherwise a LeaderboardError names ``path`` and the fix."""
+    def bad(problem: str) -> NoReturn:
+        raise LeaderboardError(f"{path}: {problem}; re-run the stage that wrote it, or delete it")
+
+    stage, metrics, arch = res["stage"], res.get("metrics"), res.get("arch")
+    if not isinstance(stage, str) or stage not in STAGE_COLUMNS:
+        bad(f"stage {stage!r} is not one of {', '.join(STAGE_COLUMNS)}")
+    if not isinstance(res.get("backbone"), str) or not res["backbone"]:
+        bad("no backbone id")
+    if not isinstance(metrics, dict):
+        bad("no metrics")
+    if MAIN_METRIC[stage] not in metrics:
+        bad(f"no metric {MAIN_METRIC[stage]!r}")
+    for name in STAGE_COLUMNS[stage]:
+        if name in metrics and not _finite(metrics[name]):
+            bad(f"metric {name!r} is {metrics[name]!r}, not a finite number")
+    if res.get("top1") is not None and not _finite(res["top1"]):
+        bad(f"top1 is {res['top1']!r}, not a finite number")
+    if arch and not (isinstance(arch, dict) and isinstance(arch.get("depth"), int)
+                     and isinstance(arch.get("variant"), str) and isinstance(arch.get("base_channels", 64), int)):
+        bad(f"arch {arch!r} lacks an integer depth, a variant or an integer base_channels")
+    tricks = res.get("tricks", [])
+    if not isinstance(tricks, list) or not all(isinstance(t, str) for t in tricks):
+        bad(f"tricks {tricks!r} is not a list of names")
+    for key in ("finished_at", "config_file", "backbone_sha256"):
+        if res.get(key) is not None and not isinstance(res[key], str):
+            bad(f"{key} {res[key]!r} is not a string")
 
 
 def arch_name(res: dict) -> str:
@@ -98,7 +148,7 @@ def build_rows(results: list[tuple[Path, dict]], root: Path, configs: dict[str, 
                   f"(checksum differs); skipped", file=sys.stderr)
             continue
         key = (res["backbone"], res["stage"])
-        if key not in latest or (res.get("finished_at", ""), str(run_dir)) > (latest[key][1].get("finished_at", ""), str(latest[key][0])):
+        if key not in latest or (res.get("finished_at") or "", str(run_dir)) > (latest[key][1].get("finished_at") or "", str(latest[key][0])):
             latest[key] = (run_dir, res)
     for (backbone, stage), (run_dir, res) in latest.items():
         row = row_for(backbone)
@@ -141,13 +191,19 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     configs = {stage: Path(name).stem for stage, name in (("detection", args.det_config),
                                                           ("segmentation", args.seg_config)) if name}
+    out = args.out or args.runs / "leaderboard.csv"
     try:
+        if out.is_dir():
+            raise LeaderboardError(f"--out {out} is a folder; give a file, e.g. --out {out / 'leaderboard.csv'}")
         rows = build_rows(find_results(args.runs), args.runs, configs)
-    except (LeaderboardError, ValueError) as e:
+        try:
+            atomic_write_bytes(out, to_csv(rows).encode())
+        except OSError as e:  # a WriteError: the previous file is unchanged
+            raise LeaderboardError(f"cannot write --out {out}: {e.strerror}; {out.name} is left as it was: "
+                                   f"fix that folder (space, permissions) or choose another --out") from e
+    except LeaderboardError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = args.out or args.runs / "leaderboard.csv"
-    atomic_write_bytes(out, to_csv(rows).encode())
     print(format_table(rows))
     print(f"\n{len(rows)} backbone(s); leaderboard written to {out}")
     return 0

@@ -9,9 +9,13 @@ Every trick is off by default: a config switches on exactly what it names.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from trickbench.mmconfig import ConfigFileError, read_config
 
 
 class ConfigError(ValueError):
@@ -108,21 +112,60 @@ class PretrainConfig:
         return [name for name, enabled in on.items() if enabled]
 
     def validate(self) -> None:
+        m, dc, o, s, loss, r = self.model, self.data, self.optim, self.schedule, self.loss, self.run
         checks = [
-            (self.model.variant.upper() in "ABCD" and len(self.model.variant) == 1, "model.variant must be A, B, C or D"),
-            (self.model.depth in (18, 34, 50, 101, 152), "model.depth must be 18, 34, 50, 101 or 152"),
-            (self.model.init in ("kaiming", "xavier"), "model.init must be 'kaiming' or 'xavier'"),
-            (self.data.augment in ("paper", "none"), "data.augment must be 'paper' or 'none'"),
-            (self.schedule.decay in ("step", "cosine", "constant"), "schedule.decay must be 'step', 'cosine' or 'constant'"),
-            (self.run.precision in ("fp32", "fp16", "bf16"), "run.precision must be 'fp32', 'fp16' or 'bf16'"),
-            (0 <= self.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)"),
-            (self.loss.mixup_alpha >= 0, "loss.mixup_alpha must be >= 0"),
-            (self.loss.distill_temperature > 0, "loss.distill_temperature must be > 0"),
-            (self.schedule.epochs > 0 and self.data.batch_size > 0, "schedule.epochs and data.batch_size must be > 0"),
+            (m.variant.upper() in "ABCD" and len(m.variant) == 1, "model.variant must be A, B, C or D"),
+            (m.depth in (18, 34, 50, 101, 152), "model.depth must be 18, 34, 50, 101 or 152"),
+            (m.base_channels >= 2 and m.base_channels % 2 == 0, "model.base_channels must be an even number >= 2"),
+            (m.num_classes >= 2, "model.num_classes must be >= 2"),
+            (m.init in ("kaiming", "xavier"), "model.init must be 'kaiming' or 'xavier'"),
+            (dc.augment in ("paper", "none"), "data.augment must be 'paper' or 'none'"),
+            (dc.image_size >= 8, "data.image_size must be >= 8 pixels"),
+            (dc.val_resize >= dc.image_size, "data.val_resize must be >= data.image_size (resize, then center crop)"),
+            (dc.batch_size >= 1, "data.batch_size must be >= 1"),
+            (dc.workers >= 0, "data.workers must be >= 0 (0 loads in the main process)"),
+            (o.lr > 0, "optim.lr must be > 0"),
+            (o.base_batch_size >= 1, "optim.base_batch_size must be >= 1"),
+            (0 <= o.momentum < 1, "optim.momentum must be in [0, 1)"),
+            (o.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+            (s.epochs >= 1, "schedule.epochs must be >= 1"),
+            (0 <= s.warmup_epochs < s.epochs, "schedule.warmup_epochs must be in [0, schedule.epochs)"),
+            (s.decay in ("step", "cosine", "constant"), "schedule.decay must be 'step', 'cosine' or 'constant'"),
+            (all(e > 0 for e in s.milestones), "schedule.milestones must be epochs > 0"),
+            (s.gamma > 0, "schedule.gamma must be > 0"),
+            (0 <= loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)"),
+            (loss.mixup_alpha >= 0, "loss.mixup_alpha must be >= 0"),
+            (0 <= loss.mixup_off_epochs <= s.epochs, "loss.mixup_off_epochs must be in [0, schedule.epochs]"),
+            (loss.distill_temperature > 0, "loss.distill_temperature must be > 0"),
+            (r.precision in ("fp32", "fp16", "bf16"), "run.precision must be 'fp32', 'fp16' or 'bf16'"),
+            (r.log_interval >= 1, "run.log_interval must be >= 1 (iterations between log lines)"),
+            (r.seed >= 0, "run.seed must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    """``value`` as the field's type, or a ConfigError: an int field takes no 2.5 and no
+    True, a float field takes an int, a list field a list or tuple of its item type."""
+    if hint is Any:
+        return value
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        return _check_type(value, hint, key)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, not {value!r}")
+        return [_check_type(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {'an' if hint is int else 'a'} {hint.__name__}, not {value!r}")
+    return value
 
 
 def _build(cls: type, values: dict, where: str) -> Any:
@@ -132,7 +175,9 @@ def _build(cls: type, values: dict, where: str) -> Any:
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(f'{where}{k}' for k in unknown)}; "
+        close = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
+        hints_ = "".join(f" (did you mean {where}{close[k][0]}?)" for k in unknown if close[k])
+        raise ConfigError(f"unknown config key(s) {', '.join(f'{where}{k}' for k in unknown)}{hints_}; "
                           f"known keys of {where.rstrip('.') or 'the config'}: {', '.join(sorted(names))}")
     kwargs = {}
     for k, v in values.items():
@@ -140,7 +185,7 @@ def _build(cls: type, values: dict, where: str) -> Any:
         if dataclasses.is_dataclass(sub):
             kwargs[k] = _build(sub, v, f"{where}{k}.")
         else:
-            kwargs[k] = list(v) if isinstance(v, tuple) else v
+            kwargs[k] = _check_type(v, sub, f"{where}{k}")
     return cls(**kwargs)
 
 
@@ -160,7 +205,10 @@ def load_config(path: str | Path | None, options: dict[str, Any] | None = None) 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist (the configs are under configs/pretrain/)")
-        values = Config.fromfile(str(path)).to_dict()
+        try:
+            values = read_config(path).to_dict()
+        except ConfigFileError as e:
+            raise ConfigError(str(e)) from None
     if options:
         merged = Config(values)
         merged.merge_from_dict(options)

@@ -109,3 +109,38 @@ def image_folder(root: str | Path, split: str, transform, classes: list[str] | N
                            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
                            f"extra {extra[:5]}{'...' if len(extra) > 5 else ''}")
     return ds
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    return (seed * 1_000_003 + epoch * 100_003 + index) % 2**63
+
+
+class SeededSamples(torch.utils.data.Dataset):
+    """Each training sample's random draws (crop, flip, jitter, lighting: torchvision's
+    transforms draw from torch's generator) derive from (seed, epoch, sample index) alone,
+    not from which loader worker reads it: results do not depend on ``data.workers``, and
+    a resumed run may use another number of workers. Set the epoch before each pass."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):  # the caller's stream goes on as if untouched
+            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+            return self.dataset[index]
+
+
+def worker_error_message(error: Exception) -> str:
+    """A DataLoader worker's exception is raised again in the main process with the worker's
+    whole traceback in its message; the message the worker raised is its last line."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last

@@ -16,6 +16,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 if __name__ == "__main__" and __package__ in (None, ""):
@@ -32,14 +33,17 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from pretrain import distributed
 from pretrain.checkpoint import CheckpointError, load, load_classifier, load_state_strict
 from pretrain.config import ConfigError, PretrainConfig, load_config
-from pretrain.data import DatasetError, image_folder, train_transform, val_transform
+from pretrain.data import (DatasetError, SeededSamples, image_folder, train_transform, val_transform,
+                          worker_error_message)
 from pretrain.engine import NonFiniteLossError, evaluate, train_one_epoch
 from pretrain.models import ResNet, resnet
 from pretrain.objective import Objective
 from pretrain.tricks.lr_schedule import linear_scaled_lr, lr_at
 from pretrain.tricks.param_groups import param_groups
-from trickbench.fileio import append_jsonl, atomic_torch_save, atomic_write_bytes, atomic_write_json
+from trickbench.fileio import (WriteError, append_jsonl, atomic_torch_save, atomic_write_bytes, atomic_write_json,
+                              read_jsonl, remove_stale_temps)
 from trickbench.runinfo import environment, sha256_file, write_result
+from trickbench.worklock import WorkDirBusy, lock_work_dir
 
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs/pretrain/resnet50_baseline.py"
@@ -89,6 +93,7 @@ def build_loaders(cfg: PretrainConfig, d: distributed.Dist):
     if len(train) < dc.batch_size:
         raise ConfigError(f"data.batch_size={dc.batch_size} is larger than the {len(train)} training images "
                           f"under {Path(dc.root) / dc.train_split}")
+    train = SeededSamples(train, cfg.run.seed)
     sampler = DistributedSampler(train, num_replicas=d.world_size, rank=d.rank, shuffle=True,
                                  seed=cfg.run.seed, drop_last=True)
     generator = torch.Generator()
@@ -100,18 +105,72 @@ def build_loaders(cfg: PretrainConfig, d: distributed.Dist):
     return train_loader, val_loader, sampler, generator, per_proc
 
 
+@dataclass
+class Progress:
+    """Where a run stands: what the last checkpoint holds besides the weights."""
+    epoch: int = 0                 # epochs done
+    step: int = 0                  # iterations done
+    best_top1: float = float("-inf")
+    best_epoch: int = 0
+    metrics: dict | None = None    # the last epoch's metrics line
+
+
+def open_work_dir(work: Path, resume: bool, d: distributed.Dist) -> None:
+    """Lock the work dir for this run (main process), clear the temp files of writes a
+    kill interrupted, and refuse to overwrite a run without ``--resume``."""
+    if d.is_main:
+        lock_work_dir(work)  # held until the process ends
+        for stale in remove_stale_temps(work):
+            print(f"removed {stale}, left by an interrupted write")
+    last = work / "last.pth"
+    if last.exists() and not resume:
+        raise RunError(f"{work} already holds a run ({last}); pass --resume to continue it, "
+                       f"or choose another --work-dir (nothing was changed)")
+
+
+def restore(work: Path, cfg: PretrainConfig, model, optimizer, scaler, d: distributed.Dist) -> Progress:
+    """Model, optimizer, loss scaler and schedule position from ``last.pth``. The checkpoint is
+    the commit point of an epoch: what a kill left unwritten after it (that epoch's metrics
+    line, ``best.pth``) is written again from it, and lines after it are dropped."""
+    last_path = work / "last.pth"
+    ckpt = load(last_path)
+    changed = _config_changes(ckpt["config"], cfg.to_dict())
+    if changed:
+        raise RunError(f"{last_path} was written with another config ({', '.join(changed)}); resume with "
+                       f"the same config and --cfg-options, or start a new --work-dir")
+    load_state_strict(model, ckpt["model"], last_path)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    progress = Progress(ckpt["epoch"], ckpt["step"], ckpt["best_top1"], ckpt.get("best_epoch", 0), ckpt.get("metrics"))
+    if d.is_main:
+        _sync_metrics(work / "metrics.jsonl", progress)
+        _sync_best(work, progress)
+        print(f"resumed from {last_path} at epoch {progress.epoch}, iteration {progress.step}")
+    return progress
+
+
+def save_epoch(work: Path, model, optimizer, scaler, cfg: PretrainConfig, progress: Progress, improved: bool) -> None:
+    """``last.pth`` (the commit), then ``best.pth`` and the metrics line, which a resume can
+    rebuild from it."""
+    ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None, "epoch": progress.epoch,
+            "step": progress.step, "best_top1": progress.best_top1, "best_epoch": progress.best_epoch,
+            "metrics": progress.metrics, "config": cfg.to_dict(),
+            "sampler": {"seed": cfg.run.seed, "epoch": progress.epoch}}
+    atomic_torch_save(work / "last.pth", ckpt)
+    if improved:
+        atomic_torch_save(work / "best.pth", ckpt)
+    append_jsonl(work / "metrics.jsonl", progress.metrics)
+
+
 def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     cfg = load_config(args.config, args.cfg_options)
     d = distributed.init(args.device)
     work = Path(args.work_dir)
     name = cfg.run.name or work.resolve().name
-    last_path, best_path = work / "last.pth", work / "best.pth"
-    if last_path.exists() and not args.resume:
-        raise RunError(f"{work} already holds a run ({last_path}); pass --resume to continue it, "
-                       f"or choose another --work-dir (nothing was changed)")
-    if d.is_main:
-        work.mkdir(parents=True, exist_ok=True)
+    open_work_dir(work, args.resume, d)
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
@@ -149,20 +208,9 @@ def run(args: argparse.Namespace) -> int:
     objective = Objective(m.num_classes, cfg.loss.label_smoothing, cfg.loss.mixup_alpha, teacher,
                           cfg.loss.distill_temperature)
 
-    start_epoch, step, best_top1 = 0, 0, float("-inf")
-    if args.resume and last_path.exists():
-        ckpt = load(last_path)
-        changed = _config_changes(ckpt["config"], cfg.to_dict())
-        if changed:
-            raise RunError(f"{last_path} was written with another config ({', '.join(changed)}); resume with "
-                           f"the same config and --cfg-options, or start a new --work-dir")
-        load_state_strict(model, ckpt["model"], last_path)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, step, best_top1 = ckpt["epoch"], ckpt["step"], ckpt["best_top1"]
-        if d.is_main:
-            print(f"resumed from {last_path} at epoch {start_epoch}, iteration {step}")
+    progress = Progress()
+    if args.resume and (work / "last.pth").exists():
+        progress = restore(work, cfg, model, optimizer, scaler, d)
 
     ddp_model = model
     if d.enabled:
@@ -175,7 +223,6 @@ def run(args: argparse.Namespace) -> int:
     writer = None
     if d.is_main:
         atomic_write_json(work / "config.json", {"config": cfg.to_dict(), **run_info, **environment()})
-        _trim_metrics(work / "metrics.jsonl", start_epoch)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(work / "tb"))
@@ -184,49 +231,46 @@ def run(args: argparse.Namespace) -> int:
               f"{d.world_size} process(es), lr {o.lr} -> {peak_lr:g}; weight decay on {counts['decay']} "
               f"tensors, none on {counts['no_decay']}")
 
-    metrics = {}
-    end_epoch = s.epochs if args.stop_after is None else min(s.epochs, start_epoch + args.stop_after)
-    for epoch in range(start_epoch, end_epoch):
+    end_epoch = s.epochs if args.stop_after is None else min(s.epochs, progress.epoch + args.stop_after)
+    for epoch in range(progress.epoch, end_epoch):
         es = epoch_seed(cfg.run.seed, epoch, d.rank)
         seed_everything(es)
         sampler.set_epoch(epoch)
+        train_loader.dataset.set_epoch(epoch)
         loader_gen.manual_seed(es)
         mix_gen = torch.Generator().manual_seed(es)
         bar = _progress(train_loader, epoch, s.epochs, enabled=d.is_main)
         try:
             train_stats = train_one_epoch(
-                ddp_model, bar, optimizer, objective, lr_at=schedule, first_step=step, device=d.device,
+                ddp_model, bar, optimizer, objective, lr_at=schedule, first_step=progress.step, device=d.device,
                 precision=cfg.run.precision, scaler=scaler, generator=mix_gen,
                 use_mixup=epoch < s.epochs - cfg.loss.mixup_off_epochs, channels_last=cfg.run.channels_last,
                 on_step=_reporter(bar, name, epoch, s.epochs, steps_per_epoch, cfg.run.log_interval)
                 if d.is_main else None)
+            val = evaluate(ddp_model, val_loader, device=d.device, precision=cfg.run.precision,
+                           channels_last=cfg.run.channels_last)
         except NonFiniteLossError as e:
-            good = last_path if last_path.exists() else None
+            good = work / "last.pth" if (work / "last.pth").exists() else None
             raise RunError(
                 f"{e} (epoch {epoch}); tricks: {', '.join(cfg.tricks()) or 'none'}, precision {cfg.run.precision}, "
                 f"peak lr {peak_lr:g}. Last good checkpoint: {good or 'none yet'}. Usual causes: fp16 overflow "
                 f"(try run.precision=bf16 or fp32), an lr too high for the batch (add warmup), or bad input data."
             ) from e
+        except DatasetError as e:  # raised in a loader worker: keep its message, not the worker's traceback
+            raise DatasetError(worker_error_message(e)) from None
         finally:
             bar.close()
-        step = train_stats["next_step"]
-        val = evaluate(ddp_model, val_loader, device=d.device, precision=cfg.run.precision,
-                       channels_last=cfg.run.channels_last)
-        metrics = {"epoch": epoch + 1, "step": step, "lr": schedule(step - 1), **train_stats, **val}
-        metrics.pop("next_step")
-        improved = val["top1"] > best_top1
-        best_top1 = max(best_top1, val["top1"])
+        progress.step = train_stats.pop("next_step")
+        progress.epoch = epoch + 1
+        progress.metrics = {"epoch": epoch + 1, "step": progress.step, "lr": schedule(progress.step - 1),
+                            **train_stats, **val}
+        improved = val["top1"] > progress.best_top1
+        if improved:
+            progress.best_top1, progress.best_epoch = val["top1"], epoch + 1
         if d.is_main:
-            ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch + 1, "step": step,
-                    "best_top1": best_top1, "config": cfg.to_dict(),
-                    "sampler": {"seed": cfg.run.seed, "epoch": epoch + 1}}
-            atomic_torch_save(last_path, ckpt)
-            if improved:
-                atomic_torch_save(best_path, ckpt)
-            append_jsonl(work / "metrics.jsonl", metrics)
+            save_epoch(work, model, optimizer, scaler, cfg, progress, improved)
             for k in ("train_loss", "val_loss", "top1", "top5", "lr", "images_per_s"):
-                writer.add_scalar(k, metrics[k], epoch + 1)
+                writer.add_scalar(k, progress.metrics[k], epoch + 1)
             writer.flush()
             print(f"[{name}] epoch {epoch + 1}/{s.epochs}: loss {train_stats['train_loss']:.4f}, "
                   f"top-1 {val['top1']:.2f}, top-5 {val['top5']:.2f}, {train_stats['images_per_s']:.0f} img/s")
@@ -238,17 +282,26 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{name}] stopped after epoch {end_epoch}/{s.epochs}; continue with --resume")
         return 0
     if d.is_main:
-        if not metrics:  # resumed a run that had already finished
-            metrics = _last_metrics(work / "metrics.jsonl")
-        backbone_path = atomic_torch_save(work / "backbone.pth", model.backbone_state_dict())
-        write_result(work, stage="pretrain", backbone=name,
-                     metrics={"top1": metrics["top1"], "top5": metrics["top5"], "best_top1": best_top1},
-                     config=cfg.to_dict(), checkpoint=backbone_path.resolve(), wall_time_s=time.time() - t0,
-                     backbone_sha256=sha256_file(backbone_path), num_classes=m.num_classes, **run_info)
-        print(f"[{name}] done: top-1 {metrics['top1']:.2f}, top-5 {metrics['top5']:.2f}; "
-              f"backbone {backbone_path}, result {work / 'result.json'}")
+        finish(work, name, model, cfg, progress, run_info, t0)
     distributed.barrier()
     return 0
+
+
+def finish(work: Path, name: str, model: ResNet, cfg: PretrainConfig, progress: Progress, run_info: dict,
+           t0: float) -> None:
+    """``backbone.pth``, then ``result.json``: the metrics are those of the last checkpoint,
+    the weights the backbone is cut from."""
+    metrics = progress.metrics
+    if metrics is None:
+        raise RunError(f"{work / 'last.pth'} holds no metrics (written by an older version of the suite); "
+                       f"re-run the last epoch: delete {work} or start a new --work-dir")
+    backbone_path = atomic_torch_save(work / "backbone.pth", model.backbone_state_dict())
+    write_result(work, stage="pretrain", backbone=name,
+                 metrics={"top1": metrics["top1"], "top5": metrics["top5"], "best_top1": progress.best_top1},
+                 config=cfg.to_dict(), checkpoint=backbone_path.resolve(), wall_time_s=time.time() - t0,
+                 backbone_sha256=sha256_file(backbone_path), num_classes=cfg.model.num_classes, **run_info)
+    print(f"[{name}] done: top-1 {metrics['top1']:.2f}, top-5 {metrics['top5']:.2f}; "
+          f"backbone {backbone_path}, result {work / 'result.json'}")
 
 
 def _progress(loader, epoch: int, epochs: int, *, enabled: bool):
@@ -286,26 +339,37 @@ def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _trim_metrics(path: Path, epochs_done: int) -> None:
-    """On resume, drop per-epoch lines newer than the checkpoint (written after it)."""
-    if not path.exists():
+def _sync_metrics(path: Path, progress: Progress) -> None:
+    """``metrics.jsonl`` as the checkpoint has it: one line per epoch up to its epoch. Lines
+    written after it (a kill between the two) go, a torn last line goes, and the checkpoint's
+    own epoch line is written if the kill came before it."""
+    try:
+        lines, torn = read_jsonl(path) if path.exists() else ([], False)
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    kept = [ln for ln in lines if ln.get("epoch", 0) <= progress.epoch]
+    if progress.metrics is not None and not any(ln.get("epoch") == progress.epoch for ln in kept):
+        kept.append(progress.metrics)
+    if torn or kept != lines:
+        atomic_write_bytes(path, "".join(json.dumps(ln, sort_keys=True) + "\n" for ln in kept).encode())
+
+
+def _sync_best(work: Path, progress: Progress) -> None:
+    """``best.pth`` is the checkpoint of the best epoch; a kill between ``last.pth`` and it
+    leaves the previous best, which is replaced here by ``last.pth``'s copy."""
+    best = work / "best.pth"
+    if progress.best_epoch != progress.epoch or progress.epoch == 0:
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epochs_done]
-    if len(kept) != len(lines):
-        atomic_write_bytes(path, "".join(ln + "\n" for ln in kept).encode())
-
-
-def _last_metrics(path: Path) -> dict:
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    return json.loads(lines[-1])
+    if best.exists() and torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"] == progress.epoch:
+        return
+    atomic_write_bytes(best, (work / "last.pth").read_bytes())
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (ConfigError, DatasetError, CheckpointError, RunError) as e:
+    except (ConfigError, DatasetError, CheckpointError, RunError, WorkDirBusy, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

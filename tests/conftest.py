@@ -13,6 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """The suite's cache (data-check results) in a folder of the test session, not the user's."""
+    old = os.environ.get("TRICKBENCH_CACHE")
+    os.environ["TRICKBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("TRICKBENCH_CACHE", None)
+    else:
+        os.environ["TRICKBENCH_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def synthetic(tmp_path_factory) -> dict[str, Path]:
     from trickbench.synthetic import make_all

@@ -1,7 +1,10 @@
 import csv
 import json
 
+import pytest
+
 from evaluation.leaderboard import COLUMNS, build_rows, find_results, main
+from tests.conftest import run_cli
 
 
 def write(path, **res):
@@ -77,3 +80,54 @@ def test_one_protocol_per_column(tmp_path, capsys):
     assert main(["--runs", str(tmp_path), "--det-config", "configs/detection/c4_paper.py"]) == 0
     rows = {r["backbone"]: r for r in csv.DictReader(open(tmp_path / "leaderboard.csv"))}
     assert (rows["b"]["voc_map"], rows["d"]["voc_map"]) == ("", "60.00")
+
+
+BAD_RESULTS = {  # what a user found -> the result.json that shows it
+    "no_metrics": dict(stage="pretrain", backbone="bad", arch={"depth": 18, "variant": "D"}),
+    "arch_without_depth": dict(stage="pretrain", backbone="bad", metrics={"top1": 1.0}, arch={"variant": "D"}),
+    "non_numeric_metric": dict(stage="detection", backbone="bad", metrics={"map": "40.0"}),
+    "nan_metric": dict(stage="segmentation", backbone="bad", metrics={"miou": float("nan")}),
+    "infinite_metric": dict(stage="pretrain", backbone="bad", metrics={"top1": float("inf")}),
+}
+
+
+def refused(proc, named):
+    """Exit 2 and one ``error:`` line naming the file, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+    assert str(named) in proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize("case", [*BAD_RESULTS, "not_json"])
+def test_a_malformed_result_stops_the_leaderboard(tmp_path, case):
+    runs, out = tmp_path / "runs", tmp_path / "board.csv"
+    pretrain(runs, "good", 75.0)
+    (runs / "bad").mkdir()
+    bad = runs / "bad" / "result.json"
+    bad.write_text(json.dumps(BAD_RESULTS[case]) if case in BAD_RESULTS else '{"stage": "pretrain", "backb')
+    out.write_bytes(b"backbone,top1\nold,1.00\n")
+    err = refused(run_cli("evaluation/leaderboard.py", "--runs", str(runs), "--out", str(out)), bad)
+    assert "re-run the stage that wrote it" in err and "delete it" in err
+    assert out.read_bytes() == b"backbone,top1\nold,1.00\n"
+
+
+def test_out_must_be_a_writable_file(tmp_path):
+    runs = tmp_path / "runs"
+    pretrain(runs, "good", 75.0)
+    folder = tmp_path / "boards"
+    folder.mkdir()
+    (folder / "old.csv").write_bytes(b"kept")
+    err = refused(run_cli("evaluation/leaderboard.py", "--runs", str(runs), "--out", str(folder)), folder)
+    assert "is a folder" in err and (folder / "old.csv").read_bytes() == b"kept"
+    inside_a_file = folder / "old.csv" / "board.csv"  # its parent is a file: the write itself fails
+    err = refused(run_cli("evaluation/leaderboard.py", "--runs", str(runs), "--out", str(inside_a_file)), inside_a_file)
+    assert "choose another --out" in err and (folder / "old.csv").read_bytes() == b"kept"
+
+
+def test_a_result_of_another_tool_is_skipped_with_a_warning(tmp_path, capsys):
+    pretrain(tmp_path, "good", 75.0)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "result.json").write_text('{"accuracy": 0.5}')
+    assert main(["--runs", str(tmp_path)]) == 0
+    assert f"warning: {tmp_path / 'other' / 'result.json'} is not a TrickBench result" in capsys.readouterr().err

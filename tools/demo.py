@@ -8,7 +8,8 @@
 
 Every command is printed before it runs; its full output goes to a log file under
 the runs folder and its summary line to the terminal. A stage whose result.json
-already exists is skipped, so the demo can be re-run or continued after an interruption.
+already exists is skipped and an interrupted one resumes (``--resume``), so the demo
+can be re-run or continued after an interruption.
 """
 from __future__ import annotations
 
@@ -60,15 +61,18 @@ def main(argv=None) -> int:
     for name, config in BACKBONES.items():
         work = runs / name
         if not (REPO / work / "result.json").exists():
-            sh("python", "pretrain/run.py", "--config", config, "--work-dir", str(work),
+            # --resume continues an interrupted run (and starts one where there is none)
+            sh("python", "pretrain/run.py", "--config", config, "--work-dir", str(work), "--resume",
                "--cfg-options", f"data.root={data / 'imagenet'}", log=runs / "logs" / f"{name}-pretrain.log")
         for script, config, root, task in (
             ("downstream/detect.py", DET_CONFIG, data / "VOCdevkit", "detection"),
             ("downstream/segment.py", SEG_CONFIG, data / "ADEChallengeData2016", "segmentation"),
         ):
-            if not (REPO / work / task / Path(config).stem / "result.json").exists():
+            task_dir = REPO / work / task / Path(config).stem
+            if not (task_dir / "result.json").exists():
+                resume = ["--resume"] if (task_dir / "last_checkpoint").exists() else []
                 sh("python", script, "--backbone", str(work), "--config", config, "--data-root", f"{root}/",
-                   log=runs / "logs" / f"{name}-{task}.log")
+                   *resume, log=runs / "logs" / f"{name}-{task}.log")
     sh("python", "evaluation/leaderboard.py", "--runs", str(runs))
     print(f"\nDemo finished in {(time.time() - t0) / 60:.1f} min. Runs, checkpoints and result.json files: "
           f"{runs}/; leaderboard: {runs / 'leaderboard.csv'}; datasets: {data}/")

@@ -1,0 +1,119 @@
+"""Exact resume for mmengine runs: the random state travels with each checkpoint.
+
+mmengine's checkpoints hold the weights, the optimizer and the schedulers, but not
+the random generators (torch, CUDA, numpy, Python) that the data pipeline
+(flips, crops; in the main process when ``num_workers=0``) and the model
+(proposal and RoI sampling) draw from. A killed and resumed run therefore went
+on with other draws than an uninterrupted one. :class:`ResumeRandomState` saves
+each process's state with every checkpoint and puts it back exactly where the
+uninterrupted run had it:
+
+* epoch-based loops: at the start of the first epoch after the resume;
+* iteration-based loops: right before the first batch after the resume, that is
+  after mmengine has replayed the data iterator to its position (which, with
+  ``num_workers=0``, draws from the main process's generators).
+
+Validation runs between a checkpoint and the next training step, so it must not
+move the generators either: they are saved before it and put back after it (the
+validation itself draws nothing that matters; its figures are unchanged).
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from mmengine.hooks import Hook
+
+KEY = "trickbench_random_state"
+
+
+def random_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _RestoreBeforeBatch:
+    """The loop's data iterator, which puts the saved state back before yielding batch ``at``
+    (the batches before it are the replay of the resumed run's past)."""
+
+    def __init__(self, iterator, at: int, state: dict):
+        self.iterator, self.left, self.state = iterator, at, state
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.state is not None and self.left == 0:
+            set_random_state(self.state)
+            self.state = None
+        self.left -= 1
+        return next(self.iterator)
+
+    def __getattr__(self, name):  # anything else mmengine asks of its iterator
+        return getattr(self.iterator, name)
+
+
+class ResumeRandomState(Hook):
+    priority = "VERY_HIGH"
+
+    def __init__(self):
+        self.pending: dict | None = None
+        self.around_val: dict | None = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        rank, world = _rank_and_world()
+        states = [None] * world
+        if world > 1:  # every process saves its own generators; rank 0 writes them all
+            dist.all_gather_object(states, random_state())
+        else:
+            states[0] = random_state()
+        checkpoint[KEY] = states
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        states = checkpoint.get(KEY)
+        rank, world = _rank_and_world()
+        if not states:
+            runner.logger.warning(f"the checkpoint holds no random state (written before it was saved); the "
+                                  f"resumed run draws other random numbers than an uninterrupted one would")
+        elif len(states) != world:
+            runner.logger.warning(f"the checkpoint holds the random state of {len(states)} processes, this run has "
+                                  f"{world}; the resumed run draws other random numbers than an uninterrupted one")
+        else:
+            self.pending = states[rank]
+
+    def before_train(self, runner) -> None:
+        loop = runner.train_loop
+        if self.pending is not None and not hasattr(loop, "max_epochs"):  # iteration-based: after the replay
+            loop.dataloader_iterator = _RestoreBeforeBatch(loop.dataloader_iterator, runner.iter, self.pending)
+            self.pending = None
+
+    def before_train_epoch(self, runner) -> None:
+        if self.pending is not None:
+            set_random_state(self.pending)
+            self.pending = None
+
+    def before_val(self, runner) -> None:
+        self.around_val = random_state()
+
+    def after_val(self, runner) -> None:
+        if self.around_val is not None:
+            set_random_state(self.around_val)
+            self.around_val = None
