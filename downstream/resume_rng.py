@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from mmengine.hooks import Hook
+from mmengine.runner import IterBasedTrainLoop
 
 KEY = "trickbench_random_state"
 
@@ -101,7 +102,7 @@ class ResumeRandomState(Hook):
 
     def before_train(self, runner) -> None:
         loop = runner.train_loop
-        if self.pending is not None and not hasattr(loop, "max_epochs"):  # iteration-based: after the replay
+        if self.pending is not None and isinstance(loop, IterBasedTrainLoop):  # after the replay
             loop.dataloader_iterator = _RestoreBeforeBatch(loop.dataloader_iterator, runner.iter, self.pending)
             self.pending = None
 
