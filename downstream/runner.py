@@ -61,6 +61,7 @@ class Backbone:
     pretrain_dir: Path | None
     source: str
     state: dict | None = None
+    recipe: str | None = None
 
 
 def resolve_backbone(source: str, *, variant: str | None = None, name: str | None = None,
@@ -70,15 +71,18 @@ def resolve_backbone(source: str, *, variant: str | None = None, name: str | Non
     path = Path(source)
     if path.is_dir():
         res = pretrain_result(path)
-        if res.get("stage") != "pretrain":
-            raise CheckpointError(f"{path / 'result.json'} is a {res.get('stage')} result, not a pretrain run")
+        if res.stage != "pretrain":
+            raise CheckpointError(f"{path / 'result.json'} is a {res.stage} result, not a pretrain run")
         ckpt = path / "backbone.pth"
         if not ckpt.is_file():
             raise CheckpointError(f"{ckpt} is missing; the pretrain run in {path} did not finish")
-        if variant is not None and variant.upper() != res["arch"]["variant"]:
-            raise CheckpointError(f"--variant {variant}: {path} is a ResNet-{res['arch']['variant']} run")
-        return Backbone(name or res["backbone"], res["arch"], ckpt.resolve(), res.get("backbone_sha256"),
-                        res["metrics"].get("top1") if top1 is None else top1, path.resolve(), "trickbench")
+        if not res.arch:
+            raise CheckpointError(f"{path / 'result.json'} has no arch; re-run the pretraining")
+        if variant is not None and variant.upper() != res.arch["variant"]:
+            raise CheckpointError(f"--variant {variant}: {path} is a ResNet-{res.arch['variant']} run")
+        return Backbone(name or res.backbone, res.arch, ckpt.resolve(), res.backbone_sha256,
+                        res.metrics.get("top1") if top1 is None else top1, path.resolve(), "trickbench",
+                        recipe=name or res.recipe)
     if path.is_file():
         ext = load_external(path, variant)
         bb_id = name or path.stem
@@ -239,7 +243,8 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
         world = runner.world_size
         batch = cfg.train_dataloader.batch_size
         write_result(
-            cfg.work_dir, stage=task, backbone=bb.id, metrics=read_metrics(capture.metrics),
+            cfg.work_dir, stage=task, backbone=bb.id, recipe=bb.recipe or bb.id, seed=args.seed,
+            metrics=read_metrics(capture.metrics),
             config=cfg.to_dict(), checkpoint=_last_checkpoint(Path(cfg.work_dir)),
             wall_time_s=time.time() - t0, config_file=str(config_path), backbone_sha256=bb.sha256,
             pretrain_dir=str(bb.pretrain_dir) if bb.pretrain_dir else None, top1=bb.top1, arch=bb.arch,

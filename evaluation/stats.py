@@ -83,7 +83,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     adjusted = [0.0] * m
     running = 0.0
     for rank, i in enumerate(sorted(range(m), key=lambda i: pvalues[i])):
-        running = min(1.0, (m - rank) * pvalues[i])
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
         adjusted[i] = running
     return adjusted
 
@@ -192,9 +192,9 @@ _VECTORIZED = {"pearson": _pearson, "spearman": _spearman, "kendall": _kendall}
 
 
 def _scipy_estimate(method: str, x: np.ndarray, y: np.ndarray) -> float:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan  # undefined; scipy would warn and return NaN
     if method == "pearson":
-        if np.ptp(x) == 0 or np.ptp(y) == 0:
-            return math.nan  # scipy warns and returns NaN
         return float(stats.pearsonr(x, y).statistic)
     if method == "spearman":
         return float(stats.spearmanr(x, y).statistic)

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trickbench.fileio import read_json
+from trickbench import results
+from trickbench.results import Result
 
 from .models import ResNet, resnet
 
@@ -77,9 +78,12 @@ def load_classifier(source: str | Path) -> ResNet:
     return model
 
 
-def pretrain_result(run_dir: str | Path) -> dict:
+def pretrain_result(run_dir: str | Path) -> Result:
     path = Path(run_dir) / "result.json"
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not a finished pretrain run: {path} is missing "
                               f"(run python pretrain/run.py --work-dir {run_dir} first)")
-    return read_json(path)
+    try:
+        return results.read(path)
+    except results.ResultError as e:
+        raise CheckpointError(str(e)) from None

@@ -80,7 +80,8 @@ class RunConfig:
     seed: int = 0
     deterministic: bool = False
     log_interval: int = 50        # iterations between progress updates in the log
-    name: str | None = None       # the backbone id; default: the work dir's name
+    name: str | None = None       # the backbone id, unique per run; default: from the work dir (see run.py)
+    recipe: str | None = None     # shared by the seeds of one recipe; default: from the work dir
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -105,6 +106,22 @@ def build_loaders(cfg: PretrainConfig, d: distributed.Dist):
     return train_loader, val_loader, sampler, generator, per_proc
 
 
+SEED_DIR = re.compile(r"seed[-_]?\d+")
+
+
+def run_ids(work: Path, cfg: PretrainConfig) -> tuple[str, str]:
+    """(backbone id, recipe): ``run.name`` / ``run.recipe``, or from the work dir. A work dir
+    named like ``seed3`` is one seed of the recipe its parent names: ``runs/d-cosine/seed3``
+    is backbone ``d-cosine-seed3`` of recipe ``d-cosine``, so the seeds of two recipes never
+    share an id. Any other work dir names both."""
+    work = work.resolve()
+    if SEED_DIR.fullmatch(work.name):
+        default_recipe, default_name = work.parent.name, f"{work.parent.name}-{work.name}"
+    else:
+        default_recipe = default_name = work.name
+    return cfg.run.name or default_name, cfg.run.recipe or cfg.run.name or default_recipe
+
+
 @dataclass
 class Progress:
     """Where a run stands: what the last checkpoint holds besides the weights."""
@@ -113,6 +130,7 @@ class Progress:
     best_top1: float = float("-inf")
     best_epoch: int = 0
     metrics: dict | None = None    # the last epoch's metrics line
+    elapsed_s: float = 0.0         # wall time of the run so far, over every invocation
 
 
 def open_work_dir(work: Path, resume: bool, d: distributed.Dist) -> None:
@@ -142,7 +160,8 @@ def restore(work: Path, cfg: PretrainConfig, model, optimizer, scaler, d: distri
     optimizer.load_state_dict(ckpt["optimizer"])
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
-    progress = Progress(ckpt["epoch"], ckpt["step"], ckpt["best_top1"], ckpt.get("best_epoch", 0), ckpt.get("metrics"))
+    progress = Progress(ckpt["epoch"], ckpt["step"], ckpt["best_top1"], ckpt.get("best_epoch", 0), ckpt.get("metrics"),
+                        ckpt.get("elapsed_s", 0.0))
     if d.is_main:
         _sync_metrics(work / "metrics.jsonl", progress)
         _sync_best(work, progress)
@@ -156,7 +175,7 @@ def save_epoch(work: Path, model, optimizer, scaler, cfg: PretrainConfig, progre
     ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None, "epoch": progress.epoch,
             "step": progress.step, "best_top1": progress.best_top1, "best_epoch": progress.best_epoch,
-            "metrics": progress.metrics, "config": cfg.to_dict(),
+            "metrics": progress.metrics, "elapsed_s": progress.elapsed_s, "config": cfg.to_dict(),
             "sampler": {"seed": cfg.run.seed, "epoch": progress.epoch}}
     atomic_torch_save(work / "last.pth", ckpt)
     if improved:
@@ -169,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.cfg_options)
     d = distributed.init(args.device)
     work = Path(args.work_dir)
-    name = cfg.run.name or work.resolve().name
+    name, recipe = run_ids(work, cfg)
     open_work_dir(work, args.resume, d)
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -211,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress()
     if args.resume and (work / "last.pth").exists():
         progress = restore(work, cfg, model, optimizer, scaler, d)
+    before = progress.elapsed_s  # the invocations before this one
 
     ddp_model = model
     if d.enabled:
@@ -264,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
         progress.epoch = epoch + 1
         progress.metrics = {"epoch": epoch + 1, "step": progress.step, "lr": schedule(progress.step - 1),
                             **train_stats, **val}
+        progress.elapsed_s = before + time.time() - t0
         improved = val["top1"] > progress.best_top1
         if improved:
             progress.best_top1, progress.best_epoch = val["top1"], epoch + 1
@@ -282,13 +303,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{name}] stopped after epoch {end_epoch}/{s.epochs}; continue with --resume")
         return 0
     if d.is_main:
-        finish(work, name, model, cfg, progress, run_info, t0)
+        finish(work, name, recipe, model, cfg, progress, run_info, before + time.time() - t0)
     distributed.barrier()
     return 0
 
 
-def finish(work: Path, name: str, model: ResNet, cfg: PretrainConfig, progress: Progress, run_info: dict,
-           t0: float) -> None:
+def finish(work: Path, name: str, recipe: str, model: ResNet, cfg: PretrainConfig, progress: Progress,
+           run_info: dict, wall_time_s: float) -> None:
     """``backbone.pth``, then ``result.json``: the metrics are those of the last checkpoint,
     the weights the backbone is cut from."""
     metrics = progress.metrics
@@ -296,10 +317,11 @@ def finish(work: Path, name: str, model: ResNet, cfg: PretrainConfig, progress: 
         raise RunError(f"{work / 'last.pth'} holds no metrics (written by an older version of the suite); "
                        f"re-run the last epoch: delete {work} or start a new --work-dir")
     backbone_path = atomic_torch_save(work / "backbone.pth", model.backbone_state_dict())
-    write_result(work, stage="pretrain", backbone=name,
+    write_result(work, stage="pretrain", backbone=name, recipe=recipe, seed=cfg.run.seed,
                  metrics={"top1": metrics["top1"], "top5": metrics["top5"], "best_top1": progress.best_top1},
-                 config=cfg.to_dict(), checkpoint=backbone_path.resolve(), wall_time_s=time.time() - t0,
-                 backbone_sha256=sha256_file(backbone_path), num_classes=cfg.model.num_classes, **run_info)
+                 config=cfg.to_dict(), checkpoint=backbone_path.resolve(), wall_time_s=wall_time_s,
+                 images_seen=progress.step * cfg.data.batch_size, backbone_sha256=sha256_file(backbone_path),
+                 num_classes=cfg.model.num_classes, **run_info)
     print(f"[{name}] done: top-1 {metrics['top1']:.2f}, top-5 {metrics['top5']:.2f}; "
           f"backbone {backbone_path}, result {work / 'result.json'}")
 

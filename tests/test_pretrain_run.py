@@ -35,7 +35,9 @@ def test_run_writes_every_file(trained):
     assert res["stage"] == "pretrain" and res["backbone"] == "tiny-b"
     assert res["metrics"]["top1"] == lines[-1]["top1"] and res["arch"]["variant"] == "B"
     assert res["config"]["model"]["depth"] == 18 and res["tricks"] == []
-    assert res["versions"]["torch"] and "wall_time_s" in res and res["peak_lr"] == pytest.approx(0.0125)
+    assert res["versions"]["torch"] and res["cost"]["wall_time_s"] > 0 and res["peak_lr"] == pytest.approx(0.0125)
+    assert res["recipe"] == "tiny-b" and res["seed"] == 0 and res["cost"]["device"] == "cpu"
+    assert res["cost"]["images_seen"] == 2 * res["steps_per_epoch"] * 32
     assert not list(work.glob(".*.tmp")), "a temporary file was left behind"
 
 

@@ -213,6 +213,10 @@ def test_fewer_than_three_recipes_and_missing_stages():
     res = correlations(runs, ys=("map",), n_boot=100)
     assert all(c.n_recipes == 2 and c.estimate is None and c.p is None and c.p_holm is None for c in res)
     assert "needs at least 3" in res[0].words
+    flat = [Run(r.recipe, r.seed, {"top1": r.metrics["top1"], "map": 40.0}) for r in runs]
+    flat += [Run("d", s, {"top1": 73.0 + s, "map": 40.0}) for s in (0, 1, 2)]
+    res = correlations(flat, ys=("map",), n_boot=100)
+    assert all(c.estimate is None and c.p is None and "mAP is the same for every recipe" in c.words for c in res)
 
 
 def test_correlations_are_deterministic_and_json_ready():
@@ -361,6 +365,22 @@ def test_trick_sets_are_matched_by_exactly_one_trick():
     assert [res[k].pairs for k in "abc"] == ["+a vs base", "+ab vs +a", "+abc vs +ab"]
     with pytest.raises(ValueError, match="'base' and 'same'"):
         trick_effects(runs + [Run("same", 0, {"top1": 1.0})], {"base": set(), "same": set()}, ["top1"])
+
+
+def test_pooled_t_is_the_anova_contrast_with_an_interaction_and_unequal_seeds():
+    # 'a' adds +1 without 'b' and +3 with it (an interaction); the b pair has only seeds 0, 1
+    d1 = {0: 1.1, 1: 0.8, 2: 1.2}
+    d2 = {0: 3.3, 1: 2.9}
+    runs = [Run("baseline", s, {"top1": 70.0 + s}) for s in d1] + [Run("a", s, {"top1": 70.0 + s + d1[s]}) for s in d1]
+    runs += [Run("b", s, {"top1": 72.0 - s}) for s in d2] + [Run("a+b", s, {"top1": 72.0 - s + d2[s]}) for s in d2]
+    te = pick(trick_effects(runs, FACTORIAL, ["top1"]), trick="a")
+    g1, g2 = np.array(list(d1.values())), np.array(list(d2.values()))
+    mse = (((g1 - g1.mean()) ** 2).sum() + ((g2 - g2.mean()) ** 2).sum()) / (5 - 2)  # one-way ANOVA, df 3
+    effect = (g1.mean() + g2.mean()) / 2
+    half = student_t.ppf(0.975, 3) * math.sqrt(mse * 0.25 * (1 / 3 + 1 / 2))
+    assert (te.method, te.n_pairs, te.n_diffs) == ("pooled-t", 2, 5)
+    assert (te.effect, te.ci_low, te.ci_high) == pytest.approx((effect, effect - half, effect + half))
+    assert "pair effects +1.03 to +3.10" in te.words
 
 
 def test_pairs_t_with_one_seed_and_several_pairs():

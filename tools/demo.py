@@ -4,7 +4,7 @@
 1. generate ImageNet-, VOC- and ADE20K-layout datasets    (python -m trickbench.synthetic)
 2. pretrain two small backbones that differ in variant and tricks   (pretrain/run.py)
 3. fine-tune each in Faster R-CNN on VOC and in FCN on ADE20K       (downstream/*.py)
-4. build the leaderboard                                            (evaluation/leaderboard.py)
+4. build the leaderboard and the report                            (evaluation/leaderboard.py, report.py)
 
 Every command is printed before it runs; its full output goes to a log file under
 the runs folder and its summary line to the terminal. A stage whose result.json
@@ -74,8 +74,10 @@ def main(argv=None) -> int:
                 sh("python", script, "--backbone", str(work), "--config", config, "--data-root", f"{root}/",
                    *resume, log=runs / "logs" / f"{name}-{task}.log")
     sh("python", "evaluation/leaderboard.py", "--runs", str(runs))
+    sh("python", "evaluation/report.py", "--runs", str(runs))
     print(f"\nDemo finished in {(time.time() - t0) / 60:.1f} min. Runs, checkpoints and result.json files: "
-          f"{runs}/; leaderboard: {runs / 'leaderboard.csv'}; datasets: {data}/")
+          f"{runs}/; leaderboard: {runs / 'leaderboard.csv'}; report: {runs / 'report' / 'report.md'}; "
+          f"datasets: {data}/")
     return 0
 
 

@@ -11,9 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_write_json
+from . import results
 
-STAGES = ("pretrain", "detection", "segmentation")
 PACKAGES = ("torch", "torchvision", "mmengine", "mmcv", "mmdet", "mmsegmentation", "numpy", "trickbench")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,24 +66,21 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_result(work_dir: str | os.PathLike, *, stage: str, backbone: str, metrics: dict[str, float],
-                 config: dict, checkpoint: str | os.PathLike | None, wall_time_s: float, **extra: Any) -> Path:
-    """``result.json``, written atomically: the one file the leaderboard reads from a run.
-
-    Metrics are percentages, like the papers: ``top1``/``top5``; ``map`` (VOC07
-    11-point mAP at IoU 0.5); ``miou``/``aacc``/``macc``.
-    """
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
-    result = {
-        "stage": stage,
-        "backbone": backbone,
-        "metrics": {k: float(v) for k, v in metrics.items()},
-        "config": config,
-        "checkpoint": str(checkpoint) if checkpoint is not None else None,
-        "wall_time_s": round(float(wall_time_s), 3),
-        "finished_at": now(),
-        **environment(),
-        **extra,
-    }
-    return atomic_write_json(Path(work_dir) / "result.json", result)
+def write_result(work_dir: str | os.PathLike, *, stage: str, backbone: str, recipe: str | None = None,
+                 seed: int | None, metrics: dict[str, float], config: dict, checkpoint: str | os.PathLike | None,
+                 wall_time_s: float, images_seen: int | None = None, arch: dict | None = None, tricks=(),
+                 top1: float | None = None, config_file: str | None = None, backbone_sha256: str | None = None,
+                 pretrain_dir: str | None = None, **extra: Any) -> Path:
+    """``result.json`` (:mod:`trickbench.results`), written atomically: the one file the
+    leaderboard and the analysis read from a run. Metrics are percentages, like the
+    papers: ``top1``/``top5``; ``map`` (VOC07 11-point mAP at IoU 0.5); ``miou``/``aacc``/``macc``.
+    The cost counts one device per process."""
+    env = environment()
+    cost = results.Cost(round(float(wall_time_s), 3), env["gpus"][0] if env["gpus"] else "cpu", env["world_size"],
+                        images_seen)
+    record = results.Result(
+        stage=stage, backbone=backbone, recipe=recipe or backbone, seed=seed,
+        metrics={k: float(v) for k, v in metrics.items()}, cost=cost, finished_at=now(), config=config,
+        checkpoint=str(checkpoint) if checkpoint is not None else None, arch=arch, tricks=tuple(tricks), top1=top1,
+        config_file=config_file, backbone_sha256=backbone_sha256, pretrain_dir=pretrain_dir, extra={**env, **extra})
+    return results.write(work_dir, record)

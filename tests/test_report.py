@@ -1,0 +1,152 @@
+"""evaluation/report.py on result.json files written for the test: it names the real and
+the within-noise inversions and effects the files hold, is byte-identical when run twice,
+and refuses bad input without leaving a partial report."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from evaluation import report
+from trickbench import results
+from trickbench.results import Cost, Result
+
+# recipe -> (tricks, top-1, mAP, mIoU) means; each run adds its own noise (sd 0.1).
+STUDY = {
+    "baseline": ((), 76.0, 77.5, 37.0),
+    "b-warmup": (("warmup",), 76.05, 77.55, 37.05),            # within noise of the baseline everywhere
+    "d": (("resnet_d",), 77.2, 78.3, 38.95),
+    "d-cosine": (("resnet_d", "cosine"), 77.25, 78.35, 38.9),  # vs d: inverted on mIoU, within noise
+    "d-cosine-ls": (("resnet_d", "cosine", "label_smoothing"), 78.3, 80.7, 37.6),  # vs d-cosine: a real inversion
+}
+
+
+def write_study(root, study=STUDY, seeds=(0, 1, 2), stages=("pretrain", "detection", "segmentation")):
+    rng = np.random.default_rng(0)
+    for recipe, (tricks, top1, map_, miou) in study.items():
+        for seed in seeds:
+            e = dict(zip(("top1", "map", "miou"), 0.1 * rng.standard_normal(3)))
+            t1 = top1 + e["top1"]
+            backbone = f"{recipe}-seed{seed}"
+            base = dict(backbone=backbone, recipe=recipe, seed=seed, finished_at="2026-11-25T00:00:00+00:00",
+                        arch=dict(depth=50, variant="D", base_channels=64), backbone_sha256="ab" * 32)
+            if "pretrain" in stages:
+                results.write(root / recipe / f"seed{seed}", Result(
+                    stage="pretrain", metrics={"top1": t1, "top5": 93.0 + e["top1"]}, tricks=tricks,
+                    cost=Cost(3600.0, "cpu", 2, 1000 * 3600), **base))
+            if "detection" in stages:
+                results.write(root / recipe / f"seed{seed}" / "detection", Result(
+                    stage="detection", metrics={"map": map_ + e["map"], "map_area": map_ + 2 + e["map"]}, top1=t1,
+                    cost=Cost(1800.0, "cpu", 1), config_file="configs/detection/det.py", **base))
+            if "segmentation" in stages:
+                results.write(root / recipe / f"seed{seed}" / "segmentation", Result(
+                    stage="segmentation", metrics={"miou": miou + e["miou"], "aacc": 78.0 + e["miou"],
+                                                   "macc": 50.0 + e["miou"]},
+                    top1=t1, cost=Cost(900.0, "cpu", 1), config_file="configs/segmentation/seg.py", **base))
+    return root
+
+
+@pytest.fixture
+def study(tmp_path):
+    return write_study(tmp_path / "runs")
+
+
+def test_report_names_real_and_within_noise_findings(study, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert report.main(["--runs", str(study), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "reference recipe: **baseline**" in md
+    data = json.loads((out / "report.json").read_text())
+    real = sorted((i["better"], i["worse"], i["y"]) for i in data["inversions"] if i["real"])
+    assert real == [("d-cosine-ls", "d", "miou"), ("d-cosine-ls", "d-cosine", "miou")]
+    assert "d-cosine-ls beats d-cosine on top-1" in md and "a real inversion" in md
+    noisy = [i for i in data["inversions"] if {i["better"], i["worse"]} == {"d", "d-cosine"}]
+    assert noisy and all(i["real"] is False for i in noisy) and "within noise on" in md
+    effect = {(e["recipe"], e["metric"]): e for e in data["effects"]}
+    assert effect[("b-warmup", "map")]["within_noise"] is True and effect[("b-warmup", "miou")]["within_noise"] is True
+    assert effect[("d", "map")]["within_noise"] is False and effect[("d", "map")]["diff"] == pytest.approx(0.8, abs=0.3)
+    assert "b-warmup vs baseline: mAP" in md and ", within noise (paired over 3 seeds)" in md
+    assert "Pearson r" in md and "Holm" in md
+    assert data["summary"]["d"]["map"]["n"] == 3
+    rows = (out / "recipes.csv").read_text().splitlines()
+    assert rows[0].startswith("recipe,arch,tricks,n_seeds,top1_mean") and len(rows) == 1 + len(STUDY)
+    assert len((out / "leaderboard.csv").read_text().splitlines()) == 1 + 3 * len(STUDY)  # every seed kept
+    for fig in ("top1_vs_map", "top1_vs_miou", "forest", "bump"):
+        assert f"figures/{fig}.png" in md
+        with Image.open(out / "figures" / f"{fig}.png") as im:
+            assert im.size[0] > 300 and len(set(im.convert("L").getdata())) > 10
+    assert "Pearson r" in capsys.readouterr().out
+
+
+def test_same_runs_give_the_same_bytes(study, tmp_path):
+    out = tmp_path / "report"
+    names = ["report.md", "report.json", "recipes.csv", "leaderboard.csv", "figures/forest.svg", "figures/bump.png"]
+    assert report.main(["--runs", str(study), "--out", str(out)]) == 0
+    first = {n: (out / n).read_bytes() for n in names}
+    assert report.main(["--runs", str(study), "--out", str(out)]) == 0
+    assert {n: (out / n).read_bytes() for n in names} == first
+    assert not list(out.glob(".report.*"))
+
+
+def test_reference_can_be_named(study, tmp_path):
+    out = tmp_path / "report"
+    assert report.main(["--runs", str(study), "--out", str(out), "--reference", "d"]) == 0
+    assert "## Effects against d" in (out / "report.md").read_text()
+
+
+def test_one_seed_says_intervals_cannot_be_estimated(tmp_path):
+    runs = write_study(tmp_path / "runs", seeds=(0,))
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "Every recipe has one seed" in md and "cannot be estimated" in md
+
+
+def test_missing_stages_leave_gaps(tmp_path):
+    runs = write_study(tmp_path / "runs", stages=("pretrain", "detection"))
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "r")]) == 0
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert "miou" not in data["metrics"] and {c["y"] for c in data["correlations"]} == {"map"}
+
+
+def _refused(capsys, out, *words):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert all(w in err for w in words), err
+    assert not out.exists() or not list(out.iterdir()), "a partial report was left"
+
+
+def test_unknown_reference_is_refused(study, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert report.main(["--runs", str(study), "--out", str(out), "--reference", "resnet-z"]) == 2
+    _refused(capsys, out, "resnet-z", "baseline", "d-cosine-ls")
+
+
+def test_no_downstream_results_is_refused(tmp_path, capsys):
+    runs = write_study(tmp_path / "runs", stages=("pretrain",))
+    out = tmp_path / "report"
+    assert report.main(["--runs", str(runs), "--out", str(out)]) == 2
+    _refused(capsys, out, "no detection or segmentation result", str(runs))
+
+
+def test_malformed_result_is_named_and_the_old_report_kept(study, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert report.main(["--runs", str(study), "--out", str(out)]) == 0
+    before = (out / "report.md").read_bytes()
+    bad = study / "d" / "seed1" / "detection" / "result.json"
+    data = json.loads(bad.read_text())
+    data["metrics"]["map"] = "n/a"
+    bad.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert report.main(["--runs", str(study), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "not a finite number" in err
+    assert (out / "report.md").read_bytes() == before
+
+
+def test_two_backbones_with_one_recipe_and_seed_are_refused(study, tmp_path, capsys):
+    extra = study / "copy"
+    results.write(extra, Result(stage="pretrain", backbone="other", recipe="d", seed=1, metrics={"top1": 70.0},
+                                cost=Cost(1.0, "cpu", 1), finished_at="2026-11-25T00:00:00+00:00"))
+    out = tmp_path / "report"
+    assert report.main(["--runs", str(study), "--out", str(out)]) == 2
+    _refused(capsys, out, "seed 1 of recipe 'd'", "other")
