@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evaluation.stats import Run, summary_table
 from trickbench import results
 from trickbench.fileio import atomic_write_bytes
 from trickbench.results import Result
@@ -63,8 +64,8 @@ def arch_name(res: Result) -> str:
     return f"ResNet-{a['depth']}-{a['variant']}{width}"
 
 
-def _fmt(x) -> str:
-    return "" if x is None else f"{x:.2f}"
+def fmt(x: float | None, digits: int = 2) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
 
 
 @dataclass
@@ -127,17 +128,77 @@ def build_rows(found: list[Result], root: Path, configs: dict[str, str] | None =
             row.update(tricks="+".join(j.pretrain.tricks) or "baseline",
                        pretrain_dir=str(j.pretrain.run_dir.relative_to(root)))
             for metric, col in STAGE_COLUMNS["pretrain"].items():
-                row[col] = _fmt(j.pretrain.metrics.get(metric))
+                row[col] = fmt(j.pretrain.metrics.get(metric))
         else:
-            row["top1"] = _fmt(j.first.top1)  # an external backbone's top-1, given by the user
+            row["top1"] = fmt(j.first.top1)  # an external backbone's top-1, given by the user
         for stage, res in j.downstream.items():
             for metric, col in STAGE_COLUMNS[stage].items():
-                row[col] = _fmt(res.metrics.get(metric))
+                row[col] = fmt(res.metrics.get(metric))
             prefix = "det" if stage == "detection" else "seg"
             row[f"{prefix}_config"] = res.config_name
             row[f"{prefix}_dir"] = str(res.run_dir.relative_to(root))
         rows.append(row)
     return rows
+
+
+METRICS = ("top1", "top5", "map", "map_area", "miou", "aacc", "macc")
+
+
+def study_table(joined: list[Joined]) -> tuple[list[Run], dict[str, tuple[str, ...]], dict[str, dict]]:
+    """The statistics' table (recipe, seed, metrics), each recipe's tricks, and each recipe's cost."""
+    runs, tricks, cost = [], {}, {}
+    seen: dict[tuple[str, int], str] = {}
+    for j in joined:
+        first = j.pretrain or j.first
+        recipe, seed = first.recipe, first.seed if first.seed is not None else 0
+        if (recipe, seed) in seen:
+            raise LeaderboardError(f"backbones {seen[(recipe, seed)]!r} and {j.backbone!r} are both seed {seed} of recipe "
+                              f"{recipe!r} ({first.source}); give them distinct seeds or recipes (run.seed, run.recipe)")
+        seen[(recipe, seed)] = j.backbone
+        metrics = {}
+        if j.pretrain:
+            metrics |= {k: v for k, v in j.pretrain.metrics.items() if k in ("top1", "top5")}
+            tricks.setdefault(recipe, tuple(j.pretrain.tricks))
+        elif first.top1 is not None:
+            metrics["top1"] = first.top1
+        for res in j.downstream.values():
+            metrics |= {k: v for k, v in res.metrics.items() if k in METRICS}
+        runs.append(Run(recipe, seed, metrics))
+        c = cost.setdefault(recipe, {"arch": arch_name(first), "pretrain_device_hours": [], "pretrain_images_per_s": [],
+                                     "detection_device_hours": [], "segmentation_device_hours": []})
+        if j.pretrain:
+            c["pretrain_device_hours"].append(j.pretrain.cost.device_hours)
+            if j.pretrain.cost.images_per_s is not None:
+                c["pretrain_images_per_s"].append(j.pretrain.cost.images_per_s)
+        for stage, res in j.downstream.items():
+            c[f"{stage}_device_hours"].append(res.cost.device_hours)
+    return runs, tricks, cost
+
+
+def mean_or_none(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def recipes_csv(summary: dict, cost: dict, tricks: dict) -> str:
+    """Per recipe: seeds, mean, std and 95% interval of every metric, and the mean cost of a run."""
+    cols = ["recipe", "arch", "tricks", "n_seeds"]
+    for m in METRICS:
+        cols += [f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"]
+    cols += ["pretrain_device_hours", "pretrain_images_per_s", "detection_device_hours", "segmentation_device_hours"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for recipe in sorted(summary):
+        row = {"recipe": recipe, "arch": cost[recipe]["arch"],
+               "tricks": "+".join(tricks.get(recipe, ())) or ("baseline" if recipe in tricks else ""),
+               "n_seeds": max(s.n for s in summary[recipe].values())}
+        for m, s in summary[recipe].items():
+            row |= {f"{m}_mean": fmt(s.mean), f"{m}_std": fmt(s.std), f"{m}_ci_low": fmt(s.ci_low),
+                    f"{m}_ci_high": fmt(s.ci_high)}
+        for k in cols[-4:]:
+            row[k] = fmt(mean_or_none(cost[recipe][k]), 4 if k.endswith("hours") else 1)
+        w.writerow(row)
+    return buf.getvalue()
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -166,27 +227,48 @@ def selected_configs(args: argparse.Namespace) -> dict[str, str]:
                                                        ("segmentation", args.seg_config)) if name}
 
 
+def recipe_table(summary: dict) -> str:
+    """Per recipe, the seeds and mean ± std of top-1, mAP and mIoU, for the terminal."""
+    rows = [["recipe", "seeds", "top1", "voc_map", "ade_miou"]]
+    for recipe in sorted(summary):
+        s = summary[recipe]
+        cells = [f"{s[m].mean:.2f} ± {s[m].std:.2f}" if m in s and s[m].std is not None else
+                 (f"{s[m].mean:.2f}" if m in s else "-") for m in ("top1", "map", "miou")]
+        rows.append([recipe, str(max(v.n for v in s.values())), *cells])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_selection_args(p)
-    p.add_argument("--out", type=Path, help="CSV to write (default: RUNS/leaderboard.csv)")
+    p.add_argument("--out", type=Path, help="the per-run CSV to write (default: RUNS/leaderboard.csv); the "
+                                            "per-recipe one, recipes.csv, goes next to it")
     args = p.parse_args(argv)
     configs = selected_configs(args)
     out = args.out or args.runs / "leaderboard.csv"
+    per_recipe = out.with_name("recipes.csv") if out.name != "recipes.csv" else out.with_name("recipes-summary.csv")
     try:
         if out.is_dir():
             raise LeaderboardError(f"--out {out} is a folder; give a file, e.g. --out {out / 'leaderboard.csv'}")
-        rows = build_rows(find_results(args.runs), args.runs, configs)
+        found = find_results(args.runs)
+        rows = build_rows(found, args.runs, configs)
+        runs, tricks, cost = study_table(join(found, configs))
+        summary = summary_table(runs, [m for m in METRICS if any(m in r.metrics for r in runs)])
         try:
             atomic_write_bytes(out, to_csv(rows).encode())
+            atomic_write_bytes(per_recipe, recipes_csv(summary, cost, tricks).encode())
         except OSError as e:  # a WriteError: the previous file is unchanged
-            raise LeaderboardError(f"cannot write --out {out}: {e.strerror}; {out.name} is left as it was: "
+            raise LeaderboardError(f"cannot write {e.filename}: {e.strerror}; it is left as it was: "
                                    f"fix that folder (space, permissions) or choose another --out") from e
     except LeaderboardError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(rows))
-    print(f"\n{len(rows)} backbone(s); leaderboard written to {out}")
+    print()
+    print(recipe_table(summary))
+    print(f"\n{len(rows)} run(s) of {len(summary)} recipe(s); per run: {out}, per recipe (mean, std, 95% interval, "
+          f"cost): {per_recipe}")
     return 0
 
 

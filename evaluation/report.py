@@ -39,11 +39,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from evaluation import stats
-from evaluation.leaderboard import (Joined, LeaderboardError, add_selection_args, arch_name, build_rows, find_results,
-                                    join, selected_configs, to_csv)
+from evaluation.leaderboard import (METRICS, LeaderboardError, fmt, mean_or_none, add_selection_args, build_rows,
+                                    find_results, join, recipes_csv, selected_configs, study_table, to_csv)
 from trickbench.fileio import atomic_write_bytes
 
-METRICS = ("top1", "top5", "map", "map_area", "miou", "aacc", "macc")
 DOWNSTREAM = ("map", "miou")
 UNITS = {"top1": "ImageNet top-1", "top5": "ImageNet top-5", "map": "VOC mAP (VOC07 11-point)",
          "map_area": "VOC mAP (area)", "miou": "ADE20K mIoU", "aacc": "ADE20K pixel accuracy",
@@ -52,37 +51,6 @@ UNITS = {"top1": "ImageNet top-1", "top5": "ImageNet top-5", "map": "VOC mAP (VO
 
 class ReportError(RuntimeError):
     pass
-
-
-def runs_of(joined: list[Joined]) -> tuple[list[stats.Run], dict[str, tuple[str, ...]], dict[str, dict]]:
-    """The statistics' table (recipe, seed, metrics), each recipe's tricks, and each recipe's cost."""
-    runs, tricks, cost = [], {}, {}
-    seen: dict[tuple[str, int], str] = {}
-    for j in joined:
-        first = j.pretrain or j.first
-        recipe, seed = first.recipe, first.seed if first.seed is not None else 0
-        if (recipe, seed) in seen:
-            raise ReportError(f"backbones {seen[(recipe, seed)]!r} and {j.backbone!r} are both seed {seed} of recipe "
-                              f"{recipe!r} ({first.source}); give them distinct seeds or recipes (run.seed, run.recipe)")
-        seen[(recipe, seed)] = j.backbone
-        metrics = {}
-        if j.pretrain:
-            metrics |= {k: v for k, v in j.pretrain.metrics.items() if k in ("top1", "top5")}
-            tricks.setdefault(recipe, tuple(j.pretrain.tricks))
-        elif first.top1 is not None:
-            metrics["top1"] = first.top1
-        for res in j.downstream.values():
-            metrics |= {k: v for k, v in res.metrics.items() if k in METRICS}
-        runs.append(stats.Run(recipe, seed, metrics))
-        c = cost.setdefault(recipe, {"arch": arch_name(first), "pretrain_device_hours": [], "pretrain_images_per_s": [],
-                                     "detection_device_hours": [], "segmentation_device_hours": []})
-        if j.pretrain:
-            c["pretrain_device_hours"].append(j.pretrain.cost.device_hours)
-            if j.pretrain.cost.images_per_s is not None:
-                c["pretrain_images_per_s"].append(j.pretrain.cost.images_per_s)
-        for stage, res in j.downstream.items():
-            c[f"{stage}_device_hours"].append(res.cost.device_hours)
-    return runs, tricks, cost
 
 
 def choose_reference(recipes: list[str], tricks: dict[str, tuple[str, ...]], asked: str | None) -> str:
@@ -95,10 +63,6 @@ def choose_reference(recipes: list[str], tricks: dict[str, tuple[str, ...]], ask
         return "baseline"
     plain = [r for r in recipes if r in tricks and not tricks[r]]
     return (plain or sorted(recipes, key=lambda r: (len(tricks.get(r, ())) if r in tricks else 99, r)))[0]
-
-
-def _mean(xs: list[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
 
 
 def analyse(runs: list[stats.Run], tricks: dict[str, tuple[str, ...]], reference: str) -> dict:
@@ -120,31 +84,6 @@ def analyse(runs: list[stats.Run], tricks: dict[str, tuple[str, ...]], reference
 
 
 # -- writing ------------------------------------------------------------------------------------
-
-def _fmt(x: float | None, digits: int = 2) -> str:
-    return "" if x is None else f"{x:.{digits}f}"
-
-
-def recipes_csv(summary: dict, cost: dict, tricks: dict) -> str:
-    cols = ["recipe", "arch", "tricks", "n_seeds"]
-    for m in METRICS:
-        cols += [f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"]
-    cols += ["pretrain_device_hours", "pretrain_images_per_s", "detection_device_hours", "segmentation_device_hours"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for recipe in sorted(summary):
-        row = {"recipe": recipe, "arch": cost[recipe]["arch"],
-               "tricks": "+".join(tricks.get(recipe, ())) or ("baseline" if recipe in tricks else ""),
-               "n_seeds": max(s.n for s in summary[recipe].values())}
-        for m, s in summary[recipe].items():
-            row |= {f"{m}_mean": _fmt(s.mean), f"{m}_std": _fmt(s.std), f"{m}_ci_low": _fmt(s.ci_low),
-                    f"{m}_ci_high": _fmt(s.ci_high)}
-        for k in cols[-4:]:
-            row[k] = _fmt(_mean(cost[recipe][k]), 4 if k.endswith("hours") else 1)
-        w.writerow(row)
-    return buf.getvalue()
-
 
 def _cell(s: stats.Summary | None) -> str:
     if s is None:
@@ -217,7 +156,7 @@ def markdown(a: dict, runs_dir: str, figures: dict[str, str], cost: dict, tricks
     for recipe in sorted(cost):
         c = cost[recipe]
         lines.append(f"| {recipe} | {c['arch'] or '-'} | " + " | ".join(
-            _fmt(_mean(c[k]), 4 if k.endswith("hours") else 1) or "-"
+            fmt(mean_or_none(c[k]), 4 if k.endswith("hours") else 1) or "-"
             for k in ("pretrain_device_hours", "pretrain_images_per_s", "detection_device_hours",
                       "segmentation_device_hours")) + " |")
     lines += ["", "Every run is in `leaderboard.csv`, every number in `report.json`.", ""]
@@ -269,7 +208,7 @@ def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict
         raise ReportError(f"no detection or segmentation result under {runs_dir}: fine-tune the backbones with "
                           f"downstream/detect.py and downstream/segment.py first"
                           + (" (or drop --det-config / --seg-config)" if configs else ""))
-    runs, tricks, cost = runs_of(joined)
+    runs, tricks, cost = study_table(joined)
     try:
         ref = choose_reference(sorted({r.recipe for r in runs}), tricks, reference)
         a = analyse(runs, tricks, ref)

@@ -54,7 +54,31 @@ def test_csv_is_reproducible(tmp_path, capsys):
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
     rows = list(csv.DictReader(open(tmp_path / "a.csv")))
     assert list(rows[0]) == COLUMNS and rows[0]["voc_map"] == "40.00"
-    assert "leaderboard written" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 run(s) of 1 recipe(s)" in out and f"per recipe (mean, std, 95% interval, cost): {tmp_path / 'recipes.csv'}" in out
+
+
+def test_recipes_aggregate_their_seeds(tmp_path, capsys):
+    """Every seed is a row of leaderboard.csv; recipes.csv has each recipe once, with the
+    seeds counted and mean, std and the 95% t interval computed from them."""
+    runs = tmp_path / "runs"
+    for seed, (top1, map_) in enumerate([(75.0, 40.0), (76.0, 42.0), (77.0, 41.0)]):
+        write(runs / f"d-seed{seed}", stage="pretrain", backbone=f"d-seed{seed}", recipe="d", seed=seed,
+              metrics={"top1": top1}, cost={"wall_time_s": 3600.0, "device": "cpu", "device_count": 2},
+              finished_at="2026-01-01T00:00:00+00:00", tricks=["cosine"])
+        write(runs / f"d-seed{seed}" / "det", stage="detection", backbone=f"d-seed{seed}", recipe="d", seed=0,
+              metrics={"map": map_}, cost={"wall_time_s": 1800.0, "device": "cpu", "device_count": 1},
+              finished_at="2026-01-01T00:00:00+00:00", config_file="det.py")
+    assert main(["--runs", str(runs)]) == 0
+    assert len(list(csv.DictReader(open(runs / "leaderboard.csv")))) == 3
+    (row,) = csv.DictReader(open(runs / "recipes.csv"))
+    half = 4.302653 * 1.0 / 3 ** 0.5  # t(0.975, 2) * s / sqrt(n), s = 1 for both metrics
+    assert row["recipe"] == "d" and row["n_seeds"] == "3" and row["tricks"] == "cosine"
+    assert float(row["top1_mean"]) == 76.0 and float(row["top1_std"]) == 1.0
+    assert float(row["top1_ci_low"]) == pytest.approx(76.0 - half, abs=0.01)
+    assert float(row["map_mean"]) == 41.0 and float(row["map_ci_high"]) == pytest.approx(41.0 + half, abs=0.01)
+    assert float(row["pretrain_device_hours"]) == 2.0 and float(row["detection_device_hours"]) == 0.5
+    assert "d       3      76.00 ± 1.00" in capsys.readouterr().out
 
 
 def test_duplicate_backbone_ids_are_an_error(tmp_path, capsys):
