@@ -5,8 +5,8 @@ the random generators (torch, CUDA, numpy, Python) that the data pipeline
 (flips, crops; in the main process when ``num_workers=0``) and the model
 (proposal and RoI sampling) draw from. A killed and resumed run therefore went
 on with other draws than an uninterrupted one. :class:`ResumeRandomState` saves
-each process's state with every checkpoint and puts it back exactly where the
-uninterrupted run had it:
+the state with every checkpoint of a single-process run and puts it back exactly
+where the uninterrupted run had it:
 
 * epoch-based loops: at the start of the first epoch after the resume;
 * iteration-based loops: right before the first batch after the resume, that is
@@ -16,6 +16,10 @@ uninterrupted run had it:
 Validation runs between a checkpoint and the next training step, so it must not
 move the generators either: they are saved before it and put back after it (the
 validation itself draws nothing that matters; its figures are unchanged).
+
+With several processes (torchrun) mmengine writes checkpoints from rank 0 alone, so
+the other ranks' states never reach the file; such a run resumes with each rank's
+own streams, and says so in its log.
 """
 from __future__ import annotations
 
@@ -80,25 +84,25 @@ class ResumeRandomState(Hook):
         self.around_val: dict | None = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        rank, world = _rank_and_world()
-        states = [None] * world
-        if world > 1:  # every process saves its own generators; rank 0 writes them all
-            dist.all_gather_object(states, random_state())
-        else:
-            states[0] = random_state()
-        checkpoint[KEY] = states
+        # mmengine saves on rank 0 only (this hook runs there alone), so only a single-process
+        # run's state is saved: a collective here would wait for ranks that never come.
+        if _rank_and_world()[1] == 1:
+            checkpoint[KEY] = [random_state()]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not getattr(runner, "_resume", False):
+            return  # load_from: weights of another run, not its place in the random streams
         states = checkpoint.get(KEY)
-        rank, world = _rank_and_world()
-        if not states:
-            runner.logger.warning(f"the checkpoint holds no random state (written before it was saved); the "
-                                  f"resumed run draws other random numbers than an uninterrupted one would")
-        elif len(states) != world:
-            runner.logger.warning(f"the checkpoint holds the random state of {len(states)} processes, this run has "
-                                  f"{world}; the resumed run draws other random numbers than an uninterrupted one")
+        world = _rank_and_world()[1]
+        if world > 1:
+            runner.logger.info("resumed with several processes: each keeps its own random streams, so the run "
+                               "goes on with other random draws than an uninterrupted one (exact with one process)")
+        elif not states:
+            runner.logger.warning("the checkpoint holds no random state (written by several processes, or "
+                                  "before it was saved): the resumed run draws other random numbers than an "
+                                  "uninterrupted one would")
         else:
-            self.pending = states[rank]
+            self.pending = states[0]
 
     def before_train(self, runner) -> None:
         loop = runner.train_loop

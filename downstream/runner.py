@@ -18,6 +18,7 @@ from mmengine.runner import CheckpointLoader
 from pretrain.checkpoint import CheckpointError, pretrain_result
 from trickbench.fileio import WriteError, atomic_torch_save, remove_stale_temps
 from trickbench.mmconfig import ConfigFileError, check_options, read_config
+from trickbench.results import ResultError
 from trickbench.runinfo import sha256_file, write_result
 from trickbench.worklock import WorkDirBusy, lock_work_dir
 
@@ -179,7 +180,8 @@ def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> C
         cfg.optim_wrapper.loss_scale = "dynamic"
     if int(os.environ.get("RANK", "0")) == 0:
         lock_work_dir(work_dir)  # held until the process ends; a second run into the same folder stops here
-        remove_stale_temps(work_dir)
+        if world == 1:  # with several processes, another rank may be writing its backbone.pth copy right now
+            remove_stale_temps(work_dir)
     has_run = (work_dir / "last_checkpoint").exists() or (work_dir / "result.json").exists()
     if args.resume:
         marker = work_dir / "last_checkpoint"
@@ -264,7 +266,8 @@ def main(task: str, default_config: str, apply_backbone, check_data, read_metric
     args = parse_args(task, default_config, argv)
     try:
         return run(task, args, apply_backbone, check_data, read_metrics)
-    except (CheckpointError, DataCheckError, DownstreamError, ConfigFileError, WorkDirBusy, WriteError) as e:
+    except (CheckpointError, DataCheckError, DownstreamError, ConfigFileError, WorkDirBusy, WriteError,
+            ResultError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -69,6 +69,12 @@ def analyse(runs: list[stats.Run], tricks: dict[str, tuple[str, ...]], reference
     present = [m for m in METRICS if any(m in r.metrics for r in runs)]
     ys = [m for m in DOWNSTREAM if m in present]
     has_top1 = "top1" in present
+    # Recipes that share a trick set differ in something else (variant, depth, lr): a trick's
+    # main effect is taken only between recipes whose trick sets tell them apart.
+    by_set: dict[frozenset, list[str]] = {}
+    for recipe, ts in tricks.items():
+        by_set.setdefault(frozenset(ts), []).append(recipe)
+    unique = {rs[0]: tricks[rs[0]] for rs in by_set.values() if len(rs) == 1}
     out = {
         "reference": reference,
         "metrics": present,
@@ -76,8 +82,9 @@ def analyse(runs: list[stats.Run], tricks: dict[str, tuple[str, ...]], reference
         "correlations": stats.correlations(runs, x="top1", ys=ys) if has_top1 and ys else [],
         "effects": stats.effects(runs, reference, present),
         "inversions": stats.rank_inversions(runs, x="top1", ys=ys) if has_top1 and ys else [],
-        "trick_effects": [t for t in stats.trick_effects(runs, tricks, present) if t.n_pairs]
-        if len(tricks) > 1 else [],
+        "trick_effects": [t for t in stats.trick_effects(runs, unique, present) if t.n_pairs]
+        if len(unique) > 1 else [],
+        "trick_effects_left_out": sorted(set(tricks) - set(unique)),
         "improvement": stats.improvement_probabilities(runs, reference, [m for m in ("top1", *ys) if m in present]),
     }
     return out
@@ -150,6 +157,9 @@ def markdown(a: dict, runs_dir: str, figures: dict[str, str], cost: dict, tricks
                   "Over the pairs of recipes that differ by exactly that trick.", ""]
         lines += [f"- {t.words}" for t in a["trick_effects"] if t.metric in ("top1", "map", "miou")]
         lines += ["", "(The other metrics' trick effects are in `report.json`.)"]
+    if a["trick_effects_left_out"]:
+        lines += ["", f"Left out of the trick effects, as they share their tricks with another recipe (they "
+                      f"differ in variant, depth or settings): {', '.join(a['trick_effects_left_out'])}."]
     lines += ["", "## Cost", "", "Mean per run of the recipe; device-hours = wall time × devices.", "",
               "| recipe | arch | pretraining device-hours | pretraining images/s | detection device-hours | "
               "segmentation device-hours |", "|---|---|---|---|---|---|"]
@@ -191,6 +201,7 @@ def to_json(a: dict, cost: dict, runs: list[stats.Run], n_runs: int) -> str:
         "improvement": [asdict(i) for i in a["improvement"]],
         "inversions": [asdict(i) for i in a["inversions"]],
         "trick_effects": [asdict(t) for t in a["trick_effects"]],
+        "trick_effects_left_out": a["trick_effects_left_out"],
         "cost": {r: cost[r] for r in sorted(cost)},
         "runs": [asdict(r) | {"metrics": dict(r.metrics)} for r in runs],
     }
@@ -250,6 +261,10 @@ def main(argv=None) -> int:
         a = write_report(args.runs, out, args.reference, configs)
     except (ReportError, LeaderboardError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # --out is a file, or cannot be written: the previous report is intact
+        print(f"error: cannot write the report into --out {out}: {e.strerror or e}; choose another --out",
+              file=sys.stderr)
         return 2
     for c in a["correlations"]:
         if c.method == "pearson" and c.scale == "raw":

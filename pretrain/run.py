@@ -43,6 +43,7 @@ from pretrain.tricks.lr_schedule import linear_scaled_lr, lr_at
 from pretrain.tricks.param_groups import param_groups
 from trickbench.fileio import (WriteError, append_jsonl, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                               read_jsonl, remove_stale_temps)
+from trickbench.results import ResultError
 from trickbench.runinfo import environment, sha256_file, write_result
 from trickbench.worklock import WorkDirBusy, lock_work_dir
 
@@ -303,13 +304,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{name}] stopped after epoch {end_epoch}/{s.epochs}; continue with --resume")
         return 0
     if d.is_main:
-        finish(work, name, recipe, model, cfg, progress, run_info, before + time.time() - t0)
+        device = "cpu" if d.device.type == "cpu" else torch.cuda.get_device_name(d.device)
+        finish(work, name, recipe, model, cfg, progress, run_info, before + time.time() - t0, device)
     distributed.barrier()
     return 0
 
 
 def finish(work: Path, name: str, recipe: str, model: ResNet, cfg: PretrainConfig, progress: Progress,
-           run_info: dict, wall_time_s: float) -> None:
+           run_info: dict, wall_time_s: float, device: str) -> None:
     """``backbone.pth``, then ``result.json``: the metrics are those of the last checkpoint,
     the weights the backbone is cut from."""
     metrics = progress.metrics
@@ -319,7 +321,7 @@ def finish(work: Path, name: str, recipe: str, model: ResNet, cfg: PretrainConfi
     backbone_path = atomic_torch_save(work / "backbone.pth", model.backbone_state_dict())
     write_result(work, stage="pretrain", backbone=name, recipe=recipe, seed=cfg.run.seed,
                  metrics={"top1": metrics["top1"], "top5": metrics["top5"], "best_top1": progress.best_top1},
-                 config=cfg.to_dict(), checkpoint=backbone_path.resolve(), wall_time_s=wall_time_s,
+                 config=cfg.to_dict(), checkpoint=backbone_path.resolve(), wall_time_s=wall_time_s, device=device,
                  images_seen=progress.step * cfg.data.batch_size, backbone_sha256=sha256_file(backbone_path),
                  num_classes=cfg.model.num_classes, **run_info)
     print(f"[{name}] done: top-1 {metrics['top1']:.2f}, top-5 {metrics['top5']:.2f}; "
@@ -391,7 +393,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (ConfigError, DatasetError, CheckpointError, RunError, WorkDirBusy, WriteError) as e:
+    except (ConfigError, DatasetError, CheckpointError, RunError, WorkDirBusy, WriteError, ResultError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

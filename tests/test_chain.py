@@ -59,7 +59,8 @@ def test_every_stage_writes_its_result(chain):
     assert (pre["stage"], det["stage"], seg["stage"]) == ("pretrain", "detection", "segmentation")
     assert det["backbone"] == seg["backbone"] == pre["backbone"] == "r18d"
     assert det["backbone_sha256"] == seg["backbone_sha256"] == pre["backbone_sha256"]
-    assert det["iterations"] > 0 and det["images_seen"] == det["iterations"] * 4
+    assert det["iterations"] > 0 and det["cost"]["images_seen"] == det["iterations"] * 4
+    assert det["recipe"] == seg["recipe"] == pre["recipe"] == "r18d" and det["cost"]["device_count"] == 1
     assert det["config"]["model"]["backbone"]["init_cfg"]["type"] == "TrickBenchPretrained"
     assert det["config"]["model"]["backbone"]["avg_down"] is True  # ResNet-D arrived as ResNet-D
     assert seg["config"]["model"]["pretrained"] is None and seg["config"]["model"]["backbone"]["deep_stem"] is True

@@ -58,6 +58,9 @@ def pretrain_runs(synthetic, tmp_path_factory):
     ok(run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(base / "full"), *tiny(synthetic["imagenet"])))
     ok(run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(base / "half"), "--stop-after", "1",
                *tiny(synthetic["imagenet"], workers=2)))
+    shutil.copytree(base / "half", base / "resumed")
+    ok(run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(base / "resumed"), "--resume",
+               *tiny(synthetic["imagenet"], workers=2)))
     return base / "full", base / "half"
 
 
@@ -69,6 +72,9 @@ def test_loader_workers_do_not_change_the_result(pretrain_runs):
     assert one["epoch"] == 1
     first = jsonl(full / "metrics.jsonl")[0]
     assert stable([one["metrics"]]) == stable([first])
+    # the uninterrupted run's epoch 1, resumed with 2 workers, ends on the 0-worker run's weights
+    assert all(torch.equal(v, load_weights_only(full / "last.pth")["model"][k]) for k, v in
+               load_weights_only(half.parent / "resumed" / "last.pth")["model"].items())
 
 
 def test_kill_between_checkpoint_and_metrics_line_on_the_last_epoch(pretrain_runs, synthetic, tmp_path):

@@ -13,6 +13,7 @@ import argparse
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -390,9 +391,22 @@ def test_allow_list_admits_data_only(tmp_path):
 
     buf = HistoryBuffer()
     buf.update(1.5)
-    torch.save({"args": argparse.Namespace(lr=0.1), "hub": buf, "method": HistoryBuffer.mean}, tmp_path / "ok.pth")
+    arrays = {"f8": np.arange(6.0).reshape(2, 3), "u4": np.arange(4, dtype=np.uint32), "big": np.arange(3, dtype=">i4"),
+              "F": np.asfortranarray(np.arange(6).reshape(2, 3)), "s": np.float64(2.5), "b": np.bool_(True)}
+    torch.save({"args": argparse.Namespace(lr=0.1), "hub": buf, "method": HistoryBuffer.mean, "rng": np.random.get_state(),
+                **arrays}, tmp_path / "ok.pth")
     back = load_weights_only(tmp_path / "ok.pth")
     assert back["args"].lr == 0.1 and back["hub"].mean() == 1.5 and back["method"] is HistoryBuffer.mean
+    for k, v in arrays.items():
+        assert type(back[k]) is type(v) and back[k].dtype == v.dtype and np.array_equal(back[k], v), k
+    np.random.set_state(back["rng"])  # a numpy generator state, as the resume hook saves it
+
+    # numpy's own dtype/_reconstruct would take a state that makes raw bytes into object pointers
+    torch.save({"x": np.array(["a", 1], dtype=object)}, tmp_path / "objects.pth")
+    torch.save({"x": np.zeros(2, dtype=[("a", "f8"), ("b", "i4")])}, tmp_path / "struct.pth")
+    for bad in ("objects.pth", "struct.pth"):
+        with pytest.raises(Exception, match="plain numeric"):
+            load_weights_only(tmp_path / bad)
 
     marker = tmp_path / "marker"
     torch.save({"state_dict": {}, "x": Planted(marker)}, tmp_path / "planted.pth")

@@ -150,3 +150,23 @@ def test_two_backbones_with_one_recipe_and_seed_are_refused(study, tmp_path, cap
     out = tmp_path / "report"
     assert report.main(["--runs", str(study), "--out", str(out)]) == 2
     _refused(capsys, out, "seed 1 of recipe 'd'", "other")
+
+
+def test_recipes_that_share_their_tricks_still_report(tmp_path):
+    """Variants A-D without tricks (the paper's Table 5) share one, empty, trick set: the
+    report is written, and says which recipes the trick effects leave out."""
+    study = {"a": ((), 75.3, 77.0, 36.0), "b": ((), 76.1, 77.5, 37.0), "d": ((), 77.2, 78.3, 38.9),
+             "d-cosine": (("cosine",), 77.9, 79.2, 39.3)}
+    runs = write_study(tmp_path / "runs", study=study)
+    assert report.main(["--runs", str(runs), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "Left out of the trick effects" in md and "a, b, d" in md
+
+
+def test_out_that_is_a_file_is_one_error_line(study, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.write_text("x")
+    assert report.main(["--runs", str(study), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write the report into --out {out}") and "Traceback" not in err
+    assert out.read_text() == "x"

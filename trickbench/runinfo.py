@@ -70,14 +70,15 @@ def write_result(work_dir: str | os.PathLike, *, stage: str, backbone: str, reci
                  seed: int | None, metrics: dict[str, float], config: dict, checkpoint: str | os.PathLike | None,
                  wall_time_s: float, images_seen: int | None = None, arch: dict | None = None, tricks=(),
                  top1: float | None = None, config_file: str | None = None, backbone_sha256: str | None = None,
-                 pretrain_dir: str | None = None, **extra: Any) -> Path:
+                 pretrain_dir: str | None = None, device: str | None = None, **extra: Any) -> Path:
     """``result.json`` (:mod:`trickbench.results`), written atomically: the one file the
     leaderboard and the analysis read from a run. Metrics are percentages, like the
     papers: ``top1``/``top5``; ``map`` (VOC07 11-point mAP at IoU 0.5); ``miou``/``aacc``/``macc``.
-    The cost counts one device per process."""
+    The cost counts one device per process; ``device`` is the kind the run used (default:
+    the first visible GPU, else "cpu")."""
     env = environment()
-    cost = results.Cost(round(float(wall_time_s), 3), env["gpus"][0] if env["gpus"] else "cpu", env["world_size"],
-                        images_seen)
+    device = device or (env["gpus"][0] if env["gpus"] else "cpu")
+    cost = results.Cost(round(float(wall_time_s), 3), device, env["world_size"], images_seen)
     record = results.Result(
         stage=stage, backbone=backbone, recipe=recipe or backbone, seed=seed,
         metrics={k: float(v) for k, v in metrics.items()}, cost=cost, finished_at=now(), config=config,
