@@ -49,10 +49,8 @@ def set_random_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 class _RestoreBeforeBatch:
@@ -86,14 +84,14 @@ class ResumeRandomState(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         # mmengine saves on rank 0 only (this hook runs there alone), so only a single-process
         # run's state is saved: a collective here would wait for ranks that never come.
-        if _rank_and_world()[1] == 1:
+        if _world_size() == 1:
             checkpoint[KEY] = [random_state()]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if not getattr(runner, "_resume", False):
             return  # load_from: weights of another run, not its place in the random streams
         states = checkpoint.get(KEY)
-        world = _rank_and_world()[1]
+        world = _world_size()
         if world > 1:
             runner.logger.info("resumed with several processes: each keeps its own random streams, so the run "
                                "goes on with other random draws than an uninterrupted one (exact with one process)")

@@ -209,10 +209,14 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def format_table(rows: list[dict], columns=("backbone", "arch", "tricks", "top1", "voc_map", "ade_miou", "ade_aacc")) -> str:
-    cells = [list(columns)] + [[r[c] or "-" for c in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+def aligned(cells: list[list[str]]) -> str:
+    """Rows of cells as left-aligned columns, for the terminal."""
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def format_table(rows: list[dict], columns=("backbone", "arch", "tricks", "top1", "voc_map", "ade_miou", "ade_aacc")) -> str:
+    return aligned([list(columns)] + [[r[c] or "-" for c in columns] for r in rows])
 
 
 def add_selection_args(p: argparse.ArgumentParser) -> None:
@@ -235,8 +239,7 @@ def recipe_table(summary: dict) -> str:
         cells = [f"{s[m].mean:.2f} ± {s[m].std:.2f}" if m in s and s[m].std is not None else
                  (f"{s[m].mean:.2f}" if m in s else "-") for m in ("top1", "map", "miou")]
         rows.append([recipe, str(max(v.n for v in s.values())), *cells])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+    return aligned(rows)
 
 
 def main(argv=None) -> int:

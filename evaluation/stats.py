@@ -418,32 +418,35 @@ class Effect:
     words: str
 
 
+def _against(runs: Sequence[Run], reference: str, metrics: Sequence[str]) -> list[tuple]:
+    """(metric, recipe, its values by seed, the reference's) for every other recipe and metric;
+    an unknown reference is a ValueError naming the known recipes."""
+    table = index_runs(runs)
+    if reference not in table:
+        raise ValueError(f"unknown reference recipe {reference!r}; known recipes: {', '.join(table)}")
+    return [(metric, recipe, values_of(table, recipe, metric), values_of(table, reference, metric))
+            for metric in metrics for recipe in table if recipe != reference]
+
+
 def effects(runs: Sequence[Run], reference: str, metrics: Sequence[str]) -> list[Effect]:
     """Every other recipe against ``reference`` on each metric: difference of means with its 95%
     interval, paired by seed when both recipes have the same seeds (2+), else Welch (2+ seeds
     each), else no interval."""
-    table = index_runs(runs)
-    if reference not in table:
-        raise ValueError(f"unknown reference recipe {reference!r}; known recipes: {', '.join(table)}")
     out = []
-    for metric in metrics:
-        ref = values_of(table, reference, metric)
-        for recipe in table:
-            if recipe == reference:
-                continue
-            d = difference(values_of(table, recipe, metric), ref)
-            within = _covers_zero(d.ci_low, d.ci_high)
-            head = f"{recipe} vs {reference}: {name(metric)}"
-            if d.diff is None:
-                missing = " and ".join(r for r, n in ((recipe, d.n_a), (reference, d.n_b)) if n == 0)
-                words = f"{head} cannot be compared: not measured for {missing}"
-            elif d.method is None:
-                words = f"{head} {_signed(d.diff)} points; interval {_how(d)}"
-            else:
-                verdict = "within noise" if within else "beyond seed noise"
-                words = f"{head} {_signed(d.diff)} {_interval(d.ci_low, d.ci_high)} points, {verdict} ({_how(d)})"
-            out.append(Effect(recipe, reference, metric, d.diff, d.ci_low, d.ci_high, d.method, d.n_a, d.n_b,
-                              within, words))
+    for metric, recipe, mine, ref in _against(runs, reference, metrics):
+        d = difference(mine, ref)
+        within = _covers_zero(d.ci_low, d.ci_high)
+        head = f"{recipe} vs {reference}: {name(metric)}"
+        if d.diff is None:
+            missing = " and ".join(r for r, n in ((recipe, d.n_a), (reference, d.n_b)) if n == 0)
+            words = f"{head} cannot be compared: not measured for {missing}"
+        elif d.method is None:
+            words = f"{head} {_signed(d.diff)} points; interval {_how(d)}"
+        else:
+            verdict = "within noise" if within else "beyond seed noise"
+            words = f"{head} {_signed(d.diff)} {_interval(d.ci_low, d.ci_high)} points, {verdict} ({_how(d)})"
+        out.append(Effect(recipe, reference, metric, d.diff, d.ci_low, d.ci_high, d.method, d.n_a, d.n_b,
+                          within, words))
     return out
 
 
@@ -629,36 +632,28 @@ def improvement_probabilities(runs: Sequence[Run], reference: str, metrics: Sequ
     2+ seeds each for an interval. Above 0.5 the recipe tends to win; an interval that excludes
     0.5 says so beyond seed noise. With 3-5 seeds the percentile interval is coarse: a recipe
     whose every run beats every reference run gets [1, 1], and the words then say so."""
-    table = index_runs(runs)
-    if reference not in table:
-        raise ValueError(f"unknown reference recipe {reference!r}; known recipes: {', '.join(table)}")
     out = []
-    for metric in metrics:
-        ref = values_of(table, reference, metric)
-        for recipe in table:
-            if recipe == reference:
-                continue
-            mine = values_of(table, recipe, metric)
-            head = f"{recipe} vs {reference} on {name(metric)}"
-            if not mine or not ref:
-                out.append(Improvement(recipe, reference, metric, None, None, None, None, len(mine), len(ref),
-                                       f"{head}: not measured for both"))
-                continue
-            a, b = np.array(list(mine.values())), np.array(list(ref.values()))
-            p = float(stats.mannwhitneyu(a, b).statistic) / (a.size * b.size)
-            text = f"{head}: P({recipe} > {reference}) = {_num(p)}"
-            if a.size < 2 or b.size < 2:
-                out.append(Improvement(recipe, reference, metric, p, None, None, None, a.size, b.size,
-                                       f"{text}; interval cannot be estimated with one seed"))
-                continue
-            paired = list(mine) == list(ref)
-            res = stats.bootstrap((a, b), _p_greater, n_resamples=n_boot, vectorized=True, paired=paired,
-                                  method="percentile", confidence_level=CONFIDENCE,
-                                  **{_RNG_KW: np.random.default_rng(seed)})
-            lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-            how = f"paired over {a.size} seeds" if paired else f"{a.size} vs {b.size} seeds"
-            if lo == hi:
-                how += "; every resample agreed, so with few seeds this interval is optimistic"
-            out.append(Improvement(recipe, reference, metric, p, lo, hi, "paired" if paired else "independent",
-                                   a.size, b.size, f"{text} {_interval(lo, hi)} ({how})"))
+    for metric, recipe, mine, ref in _against(runs, reference, metrics):
+        head = f"{recipe} vs {reference} on {name(metric)}"
+        if not mine or not ref:
+            out.append(Improvement(recipe, reference, metric, None, None, None, None, len(mine), len(ref),
+                                   f"{head}: not measured for both"))
+            continue
+        a, b = np.array(list(mine.values())), np.array(list(ref.values()))
+        p = float(stats.mannwhitneyu(a, b).statistic) / (a.size * b.size)
+        text = f"{head}: P({recipe} > {reference}) = {_num(p)}"
+        if a.size < 2 or b.size < 2:
+            out.append(Improvement(recipe, reference, metric, p, None, None, None, a.size, b.size,
+                                   f"{text}; interval cannot be estimated with one seed"))
+            continue
+        paired = list(mine) == list(ref)
+        res = stats.bootstrap((a, b), _p_greater, n_resamples=n_boot, vectorized=True, paired=paired,
+                              method="percentile", confidence_level=CONFIDENCE,
+                              **{_RNG_KW: np.random.default_rng(seed)})
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        how = f"paired over {a.size} seeds" if paired else f"{a.size} vs {b.size} seeds"
+        if lo == hi:
+            how += "; every resample agreed, so with few seeds this interval is optimistic"
+        out.append(Improvement(recipe, reference, metric, p, lo, hi, "paired" if paired else "independent",
+                               a.size, b.size, f"{text} {_interval(lo, hi)} ({how})"))
     return out

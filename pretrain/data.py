@@ -131,8 +131,12 @@ class SeededSamples(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        with torch.random.fork_rng(devices=[]):  # the caller's stream goes on as if untouched
-            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+        seed = sample_seed(self.seed, self.epoch, index)
+        if torch.utils.data.get_worker_info() is not None:  # a loader worker: its stream is its own
+            torch.manual_seed(seed)
+            return self.dataset[index]
+        with torch.random.fork_rng(devices=[]):  # the main process: its stream goes on as if untouched
+            torch.manual_seed(seed)
             return self.dataset[index]
 
 
