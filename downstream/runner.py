@@ -129,12 +129,15 @@ def parse_args(task: str, default_config: str, argv=None) -> argparse.Namespace:
     p.add_argument("--variant", choices=list("ABCD"), help="the ResNet variant of a weights file (default: "
                    "read from its keys; A and B look alike there, B is assumed)")
     p.add_argument("--name", help="the backbone id on the leaderboard (default: the run's, or the file's stem)")
+    p.add_argument("--recipe", help="the recipe the backbone belongs to, shared by its seeds (default: the run's, "
+                                    "or --name)")
     p.add_argument("--top1", type=float, help="ImageNet top-1 of a weights file, for the leaderboard")
     p.add_argument("--config", default=default_config, help=f"an mmengine config (default: {default_config})")
     p.add_argument("--work-dir", help=f"default: BACKBONE/{task}/CONFIG_NAME")
     p.add_argument("--data-root", help="the dataset folder (overrides every data_root of the config)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, help="override config keys")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir "
+                                                         "(start the run if it has none yet)")
     p.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper; needs a GPU)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the run (default: %(default)s)")
     p.add_argument("--skip-data-check", action="store_true", help="skip the pre-flight dataset checks")
@@ -183,10 +186,11 @@ def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> C
         if world == 1:  # with several processes, another rank may be writing its backbone.pth copy right now
             remove_stale_temps(work_dir)
     has_run = (work_dir / "last_checkpoint").exists() or (work_dir / "result.json").exists()
-    if args.resume:
-        marker = work_dir / "last_checkpoint"
-        if not marker.exists():
-            raise DownstreamError(f"--resume: {work_dir} has no checkpoint to resume from")
+    marker = work_dir / "last_checkpoint"
+    if args.resume and not marker.exists() and (work_dir / "result.json").exists():
+        raise DownstreamError(f"--resume: the run in {work_dir} has finished (result.json) and has no checkpoint "
+                              f"to continue from; choose another --work-dir to run it again")
+    if args.resume and marker.exists():
         ckpt = Path(marker.read_text().strip())
         if not ckpt.is_file() or work_dir.resolve() not in ckpt.resolve().parents:
             raise DownstreamError(f"--resume: {marker} points at {ckpt}, which is not a checkpoint in {work_dir}")
@@ -223,6 +227,8 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
 
     t0 = time.time()
     bb = resolve_backbone(args.backbone, variant=args.variant, name=args.name, top1=args.top1)
+    if args.recipe:
+        bb.recipe = args.recipe
     config_path = Path(args.config)
     if not config_path.is_file():
         raise DownstreamError(f"config {config_path} does not exist (the configs are under configs/{task}/)")

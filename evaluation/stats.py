@@ -138,7 +138,10 @@ def summarize(values: Sequence[float]) -> Summary:
         return Summary(1, mean, None, None, None,
                        f"{_num(mean)} (one seed: spread and interval cannot be estimated)")
     std = float(x.std(ddof=1))
-    lo, hi = stats.t.interval(CONFIDENCE, x.size - 1, loc=mean, scale=std / math.sqrt(x.size))
+    if std == 0:  # every seed gave the same value: the t interval is that point (scipy gives NaN)
+        lo = hi = mean
+    else:
+        lo, hi = stats.t.interval(CONFIDENCE, x.size - 1, loc=mean, scale=std / math.sqrt(x.size))
     return Summary(int(x.size), mean, std, float(lo), float(hi),
                    f"{_num(mean)} {_interval(lo, hi)} (sd {_num(std)}, {x.size} seeds)")
 
@@ -392,7 +395,10 @@ def difference(a: Mapping[int, float], b: Mapping[int, float]) -> Difference:
         method = "welch"
     else:
         return Difference(diff, None, None, None, len(a), len(b))
-    return Difference(diff, float(ci.low), float(ci.high), method, len(a), len(b))
+    lo, hi = float(ci.low), float(ci.high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # no spread at all: scipy's interval is NaN, the t interval a point
+        lo = hi = diff
+    return Difference(diff, lo, hi, method, len(a), len(b))
 
 
 def _how(d: Difference) -> str:

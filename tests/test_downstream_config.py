@@ -91,11 +91,17 @@ def test_existing_run_is_refused_without_resume(tmp_path):
     (tmp_path / "w" / "result.json").write_text("{}")
     with pytest.raises(DownstreamError, match="already holds"):
         resolved(detect, detect.DEFAULT_CONFIG, tmp_path)
-    with pytest.raises(DownstreamError, match="no checkpoint to resume"):
-        bb = Backbone("r50d", ARCH, tmp_path / "b.pth", None, None, tmp_path, "trickbench")
-        args = argparse.Namespace(data_root=None, cfg_options={}, work_dir=str(tmp_path / "w"),
-                                  config=detect.DEFAULT_CONFIG, seed=0, amp=False, resume=True)
-        prepare(Config.fromfile(detect.DEFAULT_CONFIG), args, "detection", bb)
+    bb = Backbone("r50d", ARCH, tmp_path / "b.pth", None, None, tmp_path, "trickbench")
+
+    def args(work):
+        return argparse.Namespace(data_root=None, cfg_options={}, work_dir=str(work), config=detect.DEFAULT_CONFIG,
+                                  seed=0, amp=False, resume=True)
+
+    with pytest.raises(DownstreamError, match="has finished .* no checkpoint"):
+        prepare(Config.fromfile(detect.DEFAULT_CONFIG), args(tmp_path / "w"), "detection", bb)
+    # --resume where nothing ran yet starts the run, as mmengine's own auto-resume and pretrain/run.py do
+    cfg = prepare(Config.fromfile(detect.DEFAULT_CONFIG), args(tmp_path / "fresh"), "detection", bb)
+    assert not cfg.get("resume") and cfg.work_dir == str(tmp_path / "fresh")
 
 
 def test_tiny_configs_inherit_the_reference(tmp_path):

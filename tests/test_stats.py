@@ -92,6 +92,18 @@ def test_summarize_one_value_has_no_spread():
         summarize([])
 
 
+def test_seeds_that_agree_exactly_give_a_point_interval_not_nan():
+    # a backbone at chance level gives 10.0 top-1 for every seed; scipy's t interval is then NaN
+    s = summarize([10.0, 10.0])
+    assert (s.std, s.ci_low, s.ci_high) == (0.0, 10.0, 10.0)
+    runs = [Run("base", k, {"top1": 10.0}) for k in (0, 1)] + [Run("new", k, {"top1": 12.5}) for k in (0, 1)]
+    (e,) = effects(runs, "base", ["top1"])
+    assert (e.diff, e.ci_low, e.ci_high, e.within_noise) == (2.5, 2.5, 2.5, False)
+    runs = [Run("base", k, {"top1": 10.0}) for k in (0, 1)] + [Run("new", k, {"top1": 10.0}) for k in (2, 3)]
+    (e,) = effects(runs, "base", ["top1"])
+    assert (e.method, e.diff, e.ci_low, e.ci_high, e.within_noise) == ("welch", 0.0, 0.0, 0.0, True)
+
+
 def test_summary_table_leaves_out_unmeasured_metrics():
     runs = [Run("a", 0, {"top1": 70.0, "map": 40.0}), Run("a", 1, {"top1": 71.0}), Run("b", 0, {"top1": 72.0})]
     t = summary_table(runs, ["top1", "map"])

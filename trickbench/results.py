@@ -73,6 +73,7 @@ class Result:
     config_file: str | None = None
     backbone_sha256: str | None = None
     pretrain_dir: str | None = None
+    study: dict | None = None    # the study and job that produced it (trickbench.study): name, job, fingerprint
     extra: dict = field(default_factory=dict)
     source: Path | None = field(default=None, compare=False)  # the file it was read from; not written
 
@@ -195,6 +196,9 @@ def check(result: Result, path: Path) -> None:
         raise bad(f"arch {a!r} lacks an integer depth, a variant or an integer base_channels")
     if not all(isinstance(t, str) for t in result.tricks):
         raise bad(f"tricks {list(result.tricks)!r} is not a list of names")
+    if result.study is not None and not (isinstance(result.study, dict)
+                                         and all(isinstance(result.study.get(k), str) for k in ("job", "fingerprint"))):
+        raise bad(f"study {result.study!r} lacks the job and fingerprint of the study that produced it")
     for name in ("config_file", "backbone_sha256", "pretrain_dir", "checkpoint"):
         if getattr(result, name) is not None and not isinstance(getattr(result, name), str):
             raise bad(f"{name} {getattr(result, name)!r} is not a string")

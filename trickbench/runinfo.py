@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -54,6 +55,25 @@ def environment() -> dict[str, Any]:
     }
 
 
+STUDY_ENV = "TRICKBENCH_STUDY_JOB"
+
+
+def study_lineage() -> dict | None:
+    """The study and job this run belongs to, as its launcher (:mod:`trickbench.study`) set
+    them in ``$TRICKBENCH_STUDY_JOB`` (JSON); None for a run started by hand."""
+    raw = os.environ.get(STUDY_ENV)
+    if not raw:
+        return None
+    try:
+        lineage = json.loads(raw)
+    except json.JSONDecodeError:
+        lineage = None
+    if not isinstance(lineage, dict):
+        raise ValueError(f"${STUDY_ENV} is not a JSON object ({raw[:80]!r}); unset it, or start the run "
+                         f"through python -m trickbench.study")
+    return lineage
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -77,11 +97,12 @@ def write_result(work_dir: str | os.PathLike, *, stage: str, backbone: str, reci
     The cost counts one device per process; ``device`` is the kind the run used (default:
     the first visible GPU, else "cpu")."""
     env = environment()
+    study = study_lineage()
     device = device or (env["gpus"][0] if env["gpus"] else "cpu")
     cost = results.Cost(round(float(wall_time_s), 3), device, env["world_size"], images_seen)
     record = results.Result(
         stage=stage, backbone=backbone, recipe=recipe or backbone, seed=seed,
         metrics={k: float(v) for k, v in metrics.items()}, cost=cost, finished_at=now(), config=config,
         checkpoint=str(checkpoint) if checkpoint is not None else None, arch=arch, tricks=tuple(tricks), top1=top1,
-        config_file=config_file, backbone_sha256=backbone_sha256, pretrain_dir=pretrain_dir, extra={**env, **extra})
+        config_file=config_file, backbone_sha256=backbone_sha256, pretrain_dir=pretrain_dir, study=study, extra={**env, **extra})
     return results.write(work_dir, record)
