@@ -25,7 +25,7 @@ from trickbench.fileio import WriteError
 from trickbench.worklock import WorkDirBusy
 
 from . import plan as plan_mod
-from .spec import StudyError, load_study
+from .spec import StudyError, check_data, load_study
 from .status import states, table
 
 
@@ -64,6 +64,8 @@ def main(argv=None) -> int:
         if args.command == "plan":
             print(describe(plan))
             return 0
+        if args.command == "run":
+            check_data(study)
         slurm = args.launcher == "slurm" or (args.launcher is None and _submitted_to_slurm(plan))
         if args.command == "status":
             queue = None
@@ -114,6 +116,9 @@ def describe(plan) -> str:
         after = ("after all of: " if not job.after_any else "after (however they end): ")
         deps = "" if not job.deps else f"\n      {after}{', '.join(job.deps) if len(job.deps) <= 4 else f'{len(job.deps)} jobs'}"
         lines.append(f"  {job.id}{note}{deps}\n      python {' '.join(job.argv)}")
+    missing = [f"data.{k} {p}" for k, p in s.data.items() if not p.is_dir()]
+    if missing:
+        lines += ["", f"note: {', '.join(missing)} does not exist here; run needs it"]
     stale = [j for j in plan.jobs if st[j.id].state == "stale"]
     if stale:
         lines += ["", f"{len(stale)} job(s) will run again because their config changed (the old runs are moved to "

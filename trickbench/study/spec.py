@@ -152,6 +152,14 @@ def load_study(path: str | Path, options: dict[str, Any] | None = None) -> Study
     return _parse(values, path)
 
 
+def check_data(study: Study) -> None:
+    """Every data root the study reads exists; run before anything is started or submitted."""
+    for key, root in study.data.items():
+        if not root.is_dir():
+            raise StudyError(f"{study.source}: data.{key} {root} does not exist; point data.{key} at the dataset "
+                             f"(or --cfg-options data.{key}=PATH), or create it first")
+
+
 def _unknown(where: str, values: dict, known: set[str], path: Path) -> None:
     if not isinstance(values, dict):
         raise StudyError(f"{path}: {where} must be a dict, not {values!r}")
@@ -210,7 +218,8 @@ def _parse(v: dict, path: Path) -> Study:
 
     data_v = v.get("data") or {}
     _unknown("data.", data_v, DATA_KEYS, path)
-    data = {k: _file(p, f"data.{k}", path) for k, p in data_v.items() if p is not None}
+    # checked when the study runs (check_data), so that a plan can be printed on a machine without the data
+    data = {k: _file(p, f"data.{k}", path, must_exist=False) for k, p in data_v.items() if p is not None}
 
     tricks = dict(TRICKS)
     to = v.get("trick_options") or {}
