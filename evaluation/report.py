@@ -28,8 +28,6 @@ with exit code 2 and one line naming the file or recipe, and no report is writte
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import shutil
@@ -41,7 +39,8 @@ from pathlib import Path
 from evaluation import stats
 from evaluation.leaderboard import (METRICS, LeaderboardError, fmt, mean_or_none, add_selection_args, build_rows,
                                     find_results, join, recipes_csv, selected_configs, study_table, to_csv)
-from trickbench.fileio import atomic_write_bytes
+from trickbench.fileio import atomic_write_bytes, atomic_write_json
+from trickbench.runinfo import now, study_lineage
 
 DOWNSTREAM = ("map", "miou")
 UNITS = {"top1": "ImageNet top-1", "top5": "ImageNet top-5", "map": "VOC mAP (VOC07 11-point)",
@@ -266,6 +265,9 @@ def main(argv=None) -> int:
         print(f"error: cannot write the report into --out {out}: {e.strerror or e}; choose another --out",
               file=sys.stderr)
         return 2
+    lineage = study_lineage()
+    if lineage:  # a study's job: the fingerprint by which the study knows this report is its plan's
+        atomic_write_json(out / ".trickbench-job.json", {**lineage, "finished_at": now()})
     for c in a["correlations"]:
         if c.method == "pearson" and c.scale == "raw":
             print(c.words)

@@ -43,3 +43,25 @@ def run_cli(*args: str, cwd: Path = REPO, timeout: float = 1200, env: dict | Non
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-6000:]}"
     return proc
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory) -> dict[str, str]:
+    """A fresh single-node Slurm for this test session (tests/slurm_cluster.py), with SLURM_CONF
+    set in os.environ so that the code under test and its subprocesses use it; skips, saying what
+    to install, where it cannot run (no packages, not root)."""
+    from tests.slurm_cluster import running_cluster, why_not
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    old = os.environ.get("SLURM_CONF")
+    with running_cluster(tmp_path_factory.mktemp("slurm")) as env:
+        os.environ["SLURM_CONF"] = env["SLURM_CONF"]
+        try:
+            yield env
+        finally:
+            if old is None:
+                os.environ.pop("SLURM_CONF", None)
+            else:
+                os.environ["SLURM_CONF"] = old

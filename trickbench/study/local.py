@@ -18,13 +18,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
 
-from trickbench.fileio import atomic_write_json
 from trickbench.worklock import lock_work_dir
 
-from .plan import JOB_STAMP, Job, Plan, is_done, last_error
+from .plan import Job, Plan, is_done, last_error
 from .spec import REPO, StudyError
 from .workdir import event, job_env, now, set_aside, stamp, write_lineage
 
@@ -131,10 +129,7 @@ class LocalLauncher:
         del self.running[r.job.id]
         took = time.time() - r.started
         job = r.job
-        ok = rc == 0 and (job.stage == "report" or is_done(job))
-        if ok and job.stage == "report":
-            atomic_write_json(job.work_dir / JOB_STAMP, {"job": job.id, "fingerprint": job.fingerprint,
-                                                        "finished_at": now()})
+        ok = rc == 0 and is_done(job)  # the report too: report.py writes its study stamp
         if ok:
             self.tally.done.append(job.id)
             self.tally.durations.setdefault(job.stage, []).append(took)

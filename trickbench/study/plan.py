@@ -33,7 +33,7 @@ from trickbench import results
 from trickbench.fileio import read_jsonl
 from trickbench.mmconfig import ConfigFileError, check_options, read_config
 
-from .spec import REPO, Recipe, Resources, Study, StudyError
+from .spec import Recipe, Resources, Study, StudyError
 
 JOB_STAMP = ".trickbench-job.json"   # written into a job's work dir when it starts: its fingerprint
 

@@ -121,10 +121,11 @@ export PYTHONUNBUFFERED=1
      "restart ${{SLURM_RESTART_COUNT:-0}}"
 
 # USR1 comes (to this shell only) requeue_signal_s before the time limit: stop the program,
-# put the job back in the queue; its next run resumes from the last checkpoint.
+# put the job back in the queue; its next run resumes from the last checkpoint. The TERM goes
+# to the job's steps through scancel: srun would turn a TERM of its own into a SIGKILL.
 requeue() {{
     echo "[trickbench] $(date '+%F %T') job $SLURM_JOB_ID: time limit near, stopping and requeueing"
-    kill -TERM "${{child:-}}" 2>/dev/null || true
+    scancel --signal=TERM "$SLURM_JOB_ID" || kill -TERM "${{child:-}}" 2>/dev/null || true
     wait "${{child:-}}" || true
     scontrol requeue "$SLURM_JOB_ID"
     exit 0
@@ -170,7 +171,16 @@ def _log_of(script: Path) -> Path | None:
 
 def submit(script: Path, *, after_ok: Sequence[str] = (), after_any: Sequence[str] = ()) -> str:
     """Submit ``script`` to start once the jobs ``after_ok`` succeeded and ``after_any`` ended;
-    returns its job id. Slurm cancels it if one of ``after_ok`` fails (--kill-on-invalid-dep)."""
+    returns its job id. Slurm cancels it if one of ``after_ok`` fails (--kill-on-invalid-dep).
+    Every dependency must be a job Slurm still knows: it takes an unknown id as done."""
+    wanted = [str(i) for i in (*after_ok, *after_any)]
+    if wanted:
+        known = queue(wanted)
+        unknown = [i for i in wanted if i not in known and not any(k.startswith(f"{i}_") for k in known)]
+        if unknown:
+            raise SlurmError(f"{script} would depend on job(s) {', '.join(unknown)}, which Slurm no longer knows "
+                             f"(ended more than MinJobAge ago, or never existed); Slurm would take them as done "
+                             f"and start it at once. Leave finished jobs out of the dependencies (nothing submitted)")
     log = _log_of(script)
     if log is not None:  # Slurm does not create it, and a job without its log folder fails unseen
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -178,9 +188,7 @@ def submit(script: Path, *, after_ok: Sequence[str] = (), after_any: Sequence[st
     cmd = ["sbatch", "--parsable", *([f"--dependency={','.join(deps)}"] if deps else []), str(script)]
     p = _run(cmd, "submitting a job")
     if p.returncode != 0:
-        hint = (" A job it depends on is unknown to Slurm (ended more than MinJobAge ago?): leave finished jobs out "
-                "of the dependencies." if "dependency" in p.stderr.lower() else "")
-        raise SlurmError(f"sbatch refused {script}: {_message(p)}.{hint}")
+        raise SlurmError(f"sbatch refused {script}: {_message(p)}")
     return p.stdout.strip().split(";")[0]  # "ID" or "ID;CLUSTER"
 
 
