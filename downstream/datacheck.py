@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from trickbench.cache import cache_dir
 from trickbench.fileio import atomic_write_json
 
 
@@ -118,16 +119,6 @@ def decode_problem(decode: Callable[[Path], tuple], path: Path) -> tuple | str:
 
 
 # ---- cache ------------------------------------------------------------------------------
-
-def cache_dir() -> Path:
-    """The suite's cache: $TRICKBENCH_CACHE, else $XDG_CACHE_HOME/trickbench, else
-    ~/.cache/trickbench (/tmp/.cache/trickbench without a HOME)."""
-    if os.environ.get("TRICKBENCH_CACHE"):
-        return Path(os.environ["TRICKBENCH_CACHE"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "trickbench"
-    return Path(os.environ.get("HOME") or "/tmp") / ".cache" / "trickbench"
-
 
 def absolute(path: Path) -> str:
     return os.path.abspath(path)

@@ -42,8 +42,9 @@ def apply_backbone(cfg, bb: runner.Backbone) -> None:
 
 
 def check_data(cfg) -> None:
+    """Each dataset against its own classes: VOC's, or those its ``metainfo`` sets."""
     for ds in run_datasets(cfg):
-        check_voc(ds, VOC_CLASSES)
+        check_voc(ds, tuple((ds.get("metainfo") or {}).get("classes") or VOC_CLASSES))
 
 
 def read_metrics(metrics: dict) -> dict:

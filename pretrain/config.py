@@ -39,7 +39,8 @@ class DataConfig:
     val_split: str = "val"
     image_size: int = 224         # RandomResizedCrop / center crop size
     val_resize: int = 256         # shorter side before the center crop
-    augment: str = "paper"        # 'paper' (§2.1, PCA lighting included) or 'none' (resize + crop only)
+    augment: str = "paper"        # 'paper' (§2.1, PCA lighting included), 'flip' (small images: flip only) or 'none'
+                                  # (resize + crop only)
     batch_size: int = 256         # global batch, over all processes
     workers: int = 8              # data loader workers per process
 
@@ -120,7 +121,7 @@ class PretrainConfig:
             (m.base_channels >= 2 and m.base_channels % 2 == 0, "model.base_channels must be an even number >= 2"),
             (m.num_classes >= 2, "model.num_classes must be >= 2"),
             (m.init in ("kaiming", "xavier"), "model.init must be 'kaiming' or 'xavier'"),
-            (dc.augment in ("paper", "none"), "data.augment must be 'paper' or 'none'"),
+            (dc.augment in ("paper", "flip", "none"), "data.augment must be 'paper', 'flip' or 'none'"),
             (dc.image_size >= 8, "data.image_size must be >= 8 pixels"),
             (dc.val_resize >= dc.image_size, "data.val_resize must be >= data.image_size (resize, then center crop)"),
             (dc.batch_size >= 1, "data.batch_size must be >= 1"),

@@ -364,9 +364,9 @@ def _tight_bbox(rs: slice, cs: slice, mask: np.ndarray) -> tuple[int, int, int, 
 # --------------------------------------------------------------------------- #
 
 
-def _read_marker(root: Path) -> dict[str, Any] | None:
+def _read_marker(root: Path, marker: str = MARKER_NAME) -> dict[str, Any] | None:
     try:
-        return json.loads((root / MARKER_NAME).read_text())
+        return json.loads((root / marker).read_text())
     except (OSError, ValueError):
         return None
 
@@ -375,17 +375,18 @@ def _normalise(params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(params, sort_keys=True))
 
 
-def _check_existing(root: Path, params: dict[str, Any]) -> bool:
+def _check_existing(root: Path, params: dict[str, Any], generator: str = "trickbench.synthetic",
+                    marker_name: str = MARKER_NAME) -> bool:
     """True if ``root`` holds this exact dataset; False if absent/empty; raise otherwise."""
     if not root.exists() and not root.is_symlink():
         return False
     if root.is_dir() and not root.is_symlink() and not any(root.iterdir()):
         return False  # an empty folder is not user data; it gets replaced
-    marker = _read_marker(root) if root.is_dir() else None
+    marker = _read_marker(root, marker_name) if root.is_dir() else None
     if marker is None:
         raise SyntheticDataError(
-            f"{root} already exists and was not written by trickbench.synthetic "
-            f"(no readable {MARKER_NAME} inside). Refusing to touch it: delete it yourself "
+            f"{root} already exists and was not written by {generator} "
+            f"(no readable {marker_name} inside). Refusing to touch it: delete it yourself "
             f"or pick another --out."
         )
     old = marker.get("params")
@@ -397,30 +398,32 @@ def _check_existing(root: Path, params: dict[str, Any]) -> bool:
         if not isinstance(old, dict) or old.get(k) != v
     )
     raise SyntheticDataError(
-        f"{root} already holds a synthetic dataset made with different parameters "
+        f"{root} already holds a dataset of {generator} made with different parameters "
         f"({diffs or 'marker unreadable'}). Refusing to overwrite it: delete {root} "
         f"or pick another --out."
     )
 
 
 def _materialise(
-    root: Path, params: dict[str, Any], write: Callable[[Path], dict[str, Any]]
+    root: Path, params: dict[str, Any], write: Callable[[Path], dict[str, Any]],
+    generator: str = "trickbench.synthetic", marker_name: str = MARKER_NAME,
 ) -> bool:
-    """Create ``root`` via ``write(tmp_dir) -> stats`` + ``os.replace``; False if already there."""
-    if _check_existing(root, params):
+    """Create ``root`` via ``write(tmp_dir) -> stats`` + ``os.replace``; False if already there.
+    ``generator`` and ``marker_name`` name the writing module and its marker file."""
+    if _check_existing(root, params, generator, marker_name):
         return False
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
         stats = write(tmp)
-        marker = {"generator": "trickbench.synthetic", "params": _normalise(params), "stats": stats}
-        (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        marker = {"generator": generator, "params": _normalise(params), "stats": stats}
+        (tmp / marker_name).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
         try:
             os.replace(tmp, root)
         except OSError:
             # Someone else finished the same dataset concurrently (or created the folder).
-            if _check_existing(root, params):
+            if _check_existing(root, params, generator, marker_name):
                 shutil.rmtree(tmp, ignore_errors=True)
                 return False
             raise
