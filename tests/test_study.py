@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import REPO, ok, run_cli
 from trickbench import results
 from trickbench.study import plan as plan_mod
-from trickbench.study.spec import StudyError, design_sets, load_study
+from trickbench.study.spec import design_sets, load_study
 
 STUDIES = REPO / "configs" / "studies"
 PRETRAIN = "configs/pretrain/synthetic/resnet18_tiny.py"
