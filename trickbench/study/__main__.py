@@ -25,6 +25,7 @@ from trickbench.fileio import WriteError
 from trickbench.worklock import WorkDirBusy
 
 from . import plan as plan_mod
+from .slurm import SlurmError
 from .spec import StudyError, check_data, load_study
 from .status import states, table
 
@@ -82,12 +83,7 @@ def main(argv=None) -> int:
         from .local import LocalLauncher
         gpus = None if args.gpus is None else [g.strip() for g in args.gpus.split(",") if g.strip()]
         return LocalLauncher(plan, jobs=args.jobs, gpus=gpus).run()
-    except (StudyError, WorkDirBusy, WriteError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # SlurmError
-        if type(e).__name__ != "SlurmError":
-            raise
+    except (StudyError, WorkDirBusy, WriteError, SlurmError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

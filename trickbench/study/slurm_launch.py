@@ -24,7 +24,7 @@ from trickbench.fileio import append_jsonl, atomic_write_bytes, read_jsonl
 from trickbench.worklock import lock_work_dir
 
 from . import slurm
-from .plan import Job, Plan, is_done
+from .plan import Job, Plan, is_done, is_stale
 from .spec import REPO, Resources
 from .workdir import event, job_env, now, set_aside, stamp, write_lineage
 
@@ -97,8 +97,13 @@ def _submit(plan: Plan, overrides, extra, out) -> int:
             slurm.check(path)
             checked.add(options)
     write_lineage(plan, "slurm")
-    for job, why, dest in set_aside(plan):
+    for job, why, dest in set_aside(plan, keep=set(queued)):
         print(f"[study] {job.id}: {why}; its old run is kept in {dest}", file=out)
+    for job in plan.jobs:
+        if job.id in queued and job.work_dir.exists() and is_stale(job):
+            print(f"[study] warning: {job.id} is still in the queue (Slurm job {subs[job.id]['slurm_id']}) with its "
+                  f"old config; cancel it (scancel {subs[job.id]['slurm_id']}) and submit again to run the new one",
+                  file=out)
     ids = {job: subs[job]["slurm_id"] for job in queued}
     submitted = []
     for job in todo:

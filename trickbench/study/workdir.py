@@ -59,12 +59,13 @@ def write_lineage(plan: Plan, launcher: str) -> None:
           jobs={j.id: j.fingerprint for j in plan.jobs})
 
 
-def set_aside(plan: Plan) -> list[tuple[Job, str, Path]]:
-    """Move the work dirs of stale jobs to ``WORK/superseded/<time>/``: (job, why, where)."""
+def set_aside(plan: Plan, keep: set[str] = frozenset()) -> list[tuple[Job, str, Path]]:
+    """Move the work dirs of stale jobs to ``WORK/superseded/<time>/``: (job, why, where).
+    Jobs in ``keep`` (still queued or running on Slurm) are left where they are."""
     moved = []
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     for job in plan.jobs:
-        why = is_stale(job) if job.work_dir.exists() else None
+        why = is_stale(job) if job.work_dir.exists() and job.id not in keep else None
         if why is None:
             continue
         dest = plan.work_dir / "superseded" / stamp / job.work_dir.relative_to(plan.work_dir)
