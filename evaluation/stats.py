@@ -388,17 +388,16 @@ def difference(a: Mapping[int, float], b: Mapping[int, float]) -> Difference:
     xb = np.array([b[s] for s in sorted(b)])
     diff = float(xa.mean() - xb.mean())
     if sorted(a) == sorted(b) and len(a) >= 2:
-        ci = stats.ttest_rel(xa, xb).confidence_interval(CONFIDENCE)
-        method = "paired"
+        method, spread = "paired", np.ptp(xa - xb)
     elif len(a) >= 2 and len(b) >= 2:
-        ci = stats.ttest_ind(xa, xb, equal_var=False).confidence_interval(CONFIDENCE)
-        method = "welch"
+        method, spread = "welch", max(np.ptp(xa), np.ptp(xb))
     else:
         return Difference(diff, None, None, None, len(a), len(b))
-    lo, hi = float(ci.low), float(ci.high)
-    if not (math.isfinite(lo) and math.isfinite(hi)):  # no spread at all: scipy's interval is NaN, the t interval a point
-        lo = hi = diff
-    return Difference(diff, lo, hi, method, len(a), len(b))
+    if spread == 0:  # no spread at all: the t interval is the point (scipy's would be NaN)
+        return Difference(diff, diff, diff, method, len(a), len(b))
+    test = stats.ttest_rel(xa, xb) if method == "paired" else stats.ttest_ind(xa, xb, equal_var=False)
+    ci = test.confidence_interval(CONFIDENCE)
+    return Difference(diff, float(ci.low), float(ci.high), method, len(a), len(b))
 
 
 def _how(d: Difference) -> str:
