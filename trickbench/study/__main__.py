@@ -94,8 +94,7 @@ def _submitted_to_slurm(plan) -> bool:
 
 def describe(plan) -> str:
     """The plan as a user reads it: recipes, then every job with its dependencies, state and command."""
-    from .status import states as job_states
-    st = job_states(plan)
+    st = states(plan)
     s = plan.study
     lines = [f"study {s.name} ({s.source}): {len(s.recipes)} recipes x seeds {list(s.seeds)}; "
              f"{len(plan.jobs)} jobs; work dir {plan.work_dir}", "", "recipes:"]

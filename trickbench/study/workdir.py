@@ -22,7 +22,7 @@ from pathlib import Path
 from trickbench.fileio import append_jsonl, atomic_write_json
 from trickbench.runinfo import STUDY_ENV, git_commit
 
-from .plan import JOB_STAMP, Job, Plan, is_done, is_stale
+from .plan import JOB_STAMP, Job, Plan, is_stale
 
 
 def now() -> str:
@@ -87,7 +87,3 @@ def job_env(job: Job, plan: Plan) -> dict[str, str]:
     """What a job's process gets besides the caller's environment: the lineage its result records."""
     return {STUDY_ENV: json.dumps({"study": plan.study.name, "job": job.id, "fingerprint": job.fingerprint,
                                    "study_dir": str(plan.work_dir)})}
-
-
-def pending(plan: Plan) -> list[Job]:
-    return [j for j in plan.jobs if not is_done(j)]
