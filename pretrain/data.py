@@ -75,9 +75,10 @@ def train_transform(image_size: int, augment: str) -> transforms.Compose:
 def flip_transform(image_size: int) -> transforms.Compose:
     """For images of a few dozen pixels trained for a few epochs (Fashion-MNIST): resize
     to ``image_size`` and flip, nothing else. §2.1's crops down to 8% of the area leave a
-    few pixels of a 32-pixel item; colour jitter and PCA lighting have no colour to act on
-    in grey images; even 4-pixel pad-and-crop (He et al. 2016, §4.2) cost about 5 points
-    of top-1 after one pass over 20,000 Fashion-MNIST images (71.5% against 75.8%)."""
+    few pixels of a 32-pixel item; the Fashion-MNIST photos already vary in tint, place
+    and background, which is what colour jitter and PCA lighting would add; even 4-pixel
+    pad-and-crop (He et al. 2016, §4.2) cost about 5 points of top-1 after one pass over
+    20,000 bare Fashion-MNIST items (71.5% against 75.8%)."""
     return transforms.Compose([
         transforms.Resize(image_size),
         transforms.RandomHorizontalFlip(),

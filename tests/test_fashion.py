@@ -203,7 +203,7 @@ def _pixel_hashes(images: np.ndarray) -> set[str]:
     return {hashlib.sha256(a.tobytes()).hexdigest() for a in images}
 
 
-def test_pretraining_set_reads_with_imagefolder_and_holds_no_test_item(sets, small_idx, monkeypatch):
+def test_pretraining_set_reads_with_imagefolder_and_holds_no_test_item(sets, small_idx, monkeypatch, tmp_path):
     from pretrain.data import image_folder
 
     folder, table = small_idx
@@ -214,13 +214,25 @@ def test_pretraining_set_reads_with_imagefolder_and_holds_no_test_item(sets, sma
     assert len(train_ds) == 120 and len(val_ds) == 40
     assert np.bincount(train_ds.targets).tolist() == [12] * 10
     written = np.stack([np.asarray(Image.open(p)) for p, _ in train_ds.samples + val_ds.samples])
-    hashes = _pixel_hashes(written)
-    assert len(hashes) == 160  # train and val are disjoint
-    assert hashes <= _pixel_hashes(fashion.load("train", folder).images)
-    assert not hashes & _pixel_hashes(fashion.load("test", folder).images)
+    assert written.shape == (160, 28, 28, 3)
+    assert len(_pixel_hashes(written)) == 160  # every photo is its own
     train = fashion.load("train", folder)
-    for path, label in train_ds.samples[:20]:  # the label is the item's
-        assert train.labels[int(Path(path).stem.split("_")[1])] == label
+    size = SMALL["imagenet"]["size"]
+    for path, label in train_ds.samples:  # each train photo is the train item its name gives, of its folder's class
+        i = int(Path(path).stem.split("_")[1])
+        assert train.labels[i] == label
+        photo = fashion_sets.render_photo(np.random.default_rng([0, fashion_sets._DS_IMAGENET, 0, i]), train.images[i],
+                                          size)
+        assert np.array_equal(np.asarray(Image.open(path)), photo)
+    # the photo carries the item: its brightest pixels are where the item is, not the background's
+    item = train.images[int(Path(train_ds.samples[0][0]).stem.split("_")[1])]
+    assert np.asarray(Image.open(train_ds.samples[0][0])).max() > 0.8 * item.max()
+    # only the train split is read: the test split never reaches the pretraining set
+    read = []
+    real_load = fashion.load
+    monkeypatch.setattr(fashion, "load", lambda split, source=None: read.append(split) or real_load(split, source))
+    fashion_sets.make_imagenet(tmp_path, source=folder, **SMALL["imagenet"])
+    assert read == ["train"]
     mapping = (sets["imagenet"] / "LOC_synset_mapping.txt").read_text().splitlines()
     assert mapping[9] == "n00000009 Ankle boot"
 

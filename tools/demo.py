@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/fashion", help="where the datasets go (default: %(default)s)")
     p.add_argument("--runs", default="runs/demo", help="the study's work dir (default: %(default)s)")
-    p.add_argument("--jobs", default="1", help="jobs at once (default 1: each job uses every core)")
+    p.add_argument("--jobs", default="2", help="jobs at once (default 2: on a 2-core CPU, two jobs of one thread "
+                                               "each finish about 1.4x sooner than one after the other on both)")
     args = p.parse_args(argv)
     t0 = time.time()
     rc = sh("python", "-m", "trickbench.fashion", "--out", args.data)

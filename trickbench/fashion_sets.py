@@ -9,8 +9,13 @@ Pretraining, ImageNet layout (``make_imagenet``), from Fashion-MNIST's **train**
     <out>/imagenet/LOC_synset_mapping.txt                 # "n00000003 Dress", as in ImageNet's devkit
 
 Per class, ``train_per_class`` items for train and the next ``val_per_class`` (a seeded
-draw without replacement) for the held-out val folder. Images are grey PNGs (lossless),
-upsized from 28 to ``size`` pixels with bilinear resampling when ``size`` is not 28.
+draw without replacement) for the held-out val folder. Each image is a "photo" of its item
+(``render_photo``): the item, tinted and scaled to 60-90% of ``size``, placed anywhere on a
+``size`` x ``size`` background of the same family as the canvases' below, with pixel
+noise; RGB PNGs (lossless). Like ImageNet's photos and unlike the bare items on black,
+they make a classifier tell the item from its surroundings, which is what detection and
+segmentation on the canvases need: a classifier trained on the bare items names only
+about 20% of the items cut from canvases, against 83% of the same items bare.
 
 Detection, VOC layout (``make_voc``) and segmentation, ADE20K layout (``make_ade20k``),
 are canvases composed from items of Fashion-MNIST's **test** split only, so no item a
@@ -61,11 +66,11 @@ from trickbench import fashion
 from trickbench.synthetic import SyntheticDataError, _check_count, _check_seed, _materialise, _read_marker
 
 __all__ = ["DATASETS", "MARKER_NAME", "Canvas", "main", "make_ade20k", "make_all", "make_imagenet", "make_voc",
-           "render_canvas", "test_item_pools", "wnid"]
+           "render_canvas", "render_photo", "test_item_pools", "wnid"]
 
 MARKER_NAME = ".trickbench-fashion.json"
 GENERATOR = "trickbench.fashion"
-_FORMAT_VERSION = 3
+_FORMAT_VERSION = 4
 _JPEG_QUALITY = 95
 ITEM_THRESHOLD = 24      # grey value above which a pixel of a (resized) item is the item's
 MIN_VISIBLE = 0.35       # every item keeps at least this fraction of its mask visible
@@ -92,12 +97,6 @@ def _file_safe(name: str) -> str:
 # Pretraining: ImageNet layout from the train split
 # --------------------------------------------------------------------------- #
 
-def _upsize(item: np.ndarray, size: int) -> np.ndarray:
-    if item.shape == (size, size):
-        return item
-    return np.asarray(Image.fromarray(item).resize((size, size), Image.BILINEAR))
-
-
 def _make_imagenet(out, *, train_per_class: int, val_per_class: int, size: int, seed: int,
                    source: Path | None) -> tuple[Path, bool]:
     _check_count("train_per_class", train_per_class)
@@ -122,10 +121,12 @@ def _make_imagenet(out, *, train_per_class: int, val_per_class: int, size: int, 
             train_dir.mkdir(parents=True)
             val_dir.mkdir(parents=True)
             for i in sorted(ids[:train_per_class]):
-                Image.fromarray(_upsize(train.images[i], size)).save(train_dir / f"{wnid(c)}_{i:05d}.png")
+                photo = render_photo(np.random.default_rng([seed, _DS_IMAGENET, _SPLIT_TRAIN, i]), train.images[i], size)
+                Image.fromarray(photo).save(train_dir / f"{wnid(c)}_{i:05d}.png")
             for i in sorted(ids[train_per_class:train_per_class + val_per_class]):
                 n_val += 1
-                Image.fromarray(_upsize(train.images[i], size)).save(val_dir / f"ILSVRC2012_val_{n_val:08d}.png")
+                photo = render_photo(np.random.default_rng([seed, _DS_IMAGENET, _SPLIT_VAL, i]), train.images[i], size)
+                Image.fromarray(photo).save(val_dir / f"ILSVRC2012_val_{n_val:08d}.png")
             mapping.append(f"{wnid(c)} {name}\n")
         (tmp / "LOC_synset_mapping.txt").write_text("".join(mapping))
         return {"classes": len(fashion.CLASSES), "train_images": 10 * train_per_class, "val_images": n_val}
@@ -133,7 +134,7 @@ def _make_imagenet(out, *, train_per_class: int, val_per_class: int, size: int, 
     return root, _materialise(root, params, write, GENERATOR, MARKER_NAME)
 
 
-def make_imagenet(out, *, train_per_class: int = 2000, val_per_class: int = 100, size: int = 32, seed: int = 0,
+def make_imagenet(out, *, train_per_class: int = 2000, val_per_class: int = 100, size: int = 48, seed: int = 0,
                   source: Path | None = None) -> Path:
     """Write ``<out>/imagenet/{train,val}/<wnid>/*.png`` from Fashion-MNIST's train split
     (``source``: the folder of the four ``.gz`` files; default: :func:`trickbench.fashion.fetch`)."""
@@ -233,6 +234,21 @@ def _item_patch(rng: np.random.Generator, item: np.ndarray, side: float) -> tupl
     tint = np.asarray(colorsys.hsv_to_rgb(hue, sat, 1.0), dtype=np.float32)
     gain = rng.uniform(0.95, 1.25)
     return grey[..., None] * tint * gain, mask
+
+
+def render_photo(rng: np.random.Generator, item: np.ndarray, size: int,
+                 side: tuple[float, float] = (0.6, 0.9)) -> np.ndarray:
+    """A ``size`` x ``size`` RGB uint8 "photo" of one item for the pretraining set: the
+    canvases' background, the item tinted and scaled to ``side`` x ``size`` (log-uniform),
+    placed at random, then pixel noise."""
+    img = _background(rng, size, size)
+    s = math.exp(rng.uniform(math.log(side[0] * size), math.log(side[1] * size)))
+    rgb, mask = _item_patch(rng, item, s)
+    h, w = mask.shape
+    y0, x0 = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+    img[y0:y0 + h, x0:x0 + w][mask] = rgb[mask]
+    img = img + rng.normal(0.0, rng.uniform(3.0, 9.0), size=img.shape).astype(np.float32)
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
 def render_canvas(rng: np.random.Generator, pool: _Pool, first_class: int, *, min_size: int, max_size: int,
@@ -442,7 +458,7 @@ def make_ade20k(out, *, train: int = 300, val: int = 60, min_size: int = 96, max
 # --------------------------------------------------------------------------- #
 
 DEFAULTS: dict[str, dict[str, int]] = {
-    "imagenet": {"train_per_class": 2000, "val_per_class": 100, "size": 32},
+    "imagenet": {"train_per_class": 2000, "val_per_class": 100, "size": 48},
     "voc": {"trainval_2007": 200, "test_2007": 100, "trainval_2012": 200, "min_size": 96, "max_size": 128},
     "ade20k": {"train": 300, "val": 60, "min_size": 96, "max_size": 128},
 }

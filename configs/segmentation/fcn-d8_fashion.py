@@ -44,11 +44,14 @@ data_preprocessor = dict(size=crop_size)
 model = dict(data_preprocessor=data_preprocessor,
              decode_head=dict(channels=32, num_classes=11), auxiliary_head=dict(channels=16, num_classes=11))
 
-iters = 200
+iters = 400
 train_cfg = dict(max_iters=iters, val_interval=iters)
 param_scheduler = [dict(type="PolyLR", eta_min=1e-4, power=0.9, begin=0, end=iters, by_epoch=False)]
-# lr 0.1 for this batch of 8, set directly: 0.05 gave mIoU 13.5 and 0.1 gave 14.8 after 200 iterations from
-# the baseline backbone (a random backbone: 7.4, background only)
-optim_wrapper = dict(optimizer=dict(lr=0.1))
+# lr 0.01 for this batch of 8, set directly, with the heads at 10x (GluonCV's FCN lr_mult, as in the
+# paper config): from a 48-pixel baseline backbone (1,000 images per class), 200 iterations at lr 0.1 gave mIoU 13.9, 0.01 with
+# 10x heads 15.0, and 400 iterations of that 16.3 and 17.8 (seeds 0, 1); a random backbone: 7.4
+# (background only).
+optim_wrapper = dict(optimizer=dict(lr=0.01), paramwise_cfg=dict(
+    custom_keys={"decode_head": dict(lr_mult=10.0), "auxiliary_head": dict(lr_mult=10.0)}))
 auto_scale_lr = dict(enable=False)
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=iters))
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=iters))
