@@ -10,7 +10,7 @@ Pretraining, ImageNet layout (``make_imagenet``), from Fashion-MNIST's **train**
 
 Per class, ``train_per_class`` items for train and the next ``val_per_class`` (a seeded
 draw without replacement) for the held-out val folder. Each image is a "photo" of its item
-(``render_photo``): the item, tinted and scaled to 60-90% of ``size``, placed anywhere on a
+(``render_photo``): the item, tinted and scaled to 70-92% of ``size``, placed anywhere on a
 ``size`` x ``size`` background of the same family as the canvases' below, with pixel
 noise; RGB PNGs (lossless). Like ImageNet's photos and unlike the bare items on black,
 they make a classifier tell the item from its surroundings, which is what detection and
@@ -237,10 +237,11 @@ def _item_patch(rng: np.random.Generator, item: np.ndarray, side: float) -> tupl
 
 
 def render_photo(rng: np.random.Generator, item: np.ndarray, size: int,
-                 side: tuple[float, float] = (0.6, 0.9)) -> np.ndarray:
+                 side: tuple[float, float] = (0.7, 0.92)) -> np.ndarray:
     """A ``size`` x ``size`` RGB uint8 "photo" of one item for the pretraining set: the
-    canvases' background, the item tinted and scaled to ``side`` x ``size`` (log-uniform),
-    placed at random, then pixel noise."""
+    canvases' background, the item tinted and scaled to ``side`` x ``size`` (log-uniform;
+    at most 0.92, so that ``_item_patch``'s aspect jitter keeps it in the frame), placed at
+    random, then pixel noise."""
     img = _background(rng, size, size)
     s = math.exp(rng.uniform(math.log(side[0] * size), math.log(side[1] * size)))
     rgb, mask = _item_patch(rng, item, s)

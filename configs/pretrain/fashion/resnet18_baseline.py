@@ -4,7 +4,7 @@
 # lr 0.1 per 256 images (§2.1), step decay, no tricks.
 # Why 48 pixels: at 32 the last stage of a ResNet is 1x1, so its 3x3 kernels are trained on their
 # centre tap only (the rest see zero padding), and the dilated FCN, which runs that stage densely,
-# got background-only segmentation from it. At 48 the last stage is 2x2 and the items are 29-43
+# got background-only segmentation from it. At 48 the last stage is 2x2 and the items are 34-44
 # pixels, the scale of the canvases' items; a pass costs about 1.3x one at 32.
 # Departures from §2.1, for images this small and a schedule this short (3 epochs, the demo's
 # budget on a 2-core CPU): augment="flip" (resize, flip; see pretrain/data.py::flip_transform)
