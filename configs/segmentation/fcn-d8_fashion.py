@@ -48,9 +48,10 @@ iters = 400
 train_cfg = dict(max_iters=iters, val_interval=iters)
 param_scheduler = [dict(type="PolyLR", eta_min=1e-4, power=0.9, begin=0, end=iters, by_epoch=False)]
 # lr 0.01 for this batch of 8, set directly, with the heads at 10x (GluonCV's FCN lr_mult, as in the
-# paper config): from a 48-pixel baseline backbone (1,000 images per class), 200 iterations at lr 0.1 gave mIoU 13.9, 0.01 with
-# 10x heads 15.0, and 400 iterations of that 16.3 and 17.8 (seeds 0, 1); a random backbone: 7.4
-# (background only) after 200 iterations, 10.7 after 400 (the README's quality bar).
+# paper config). Tuning runs from a 48-pixel baseline backbone (1,000 photos per class): 200 iterations
+# at lr 0.1 gave mIoU 13.9, at 0.01 with 10x heads 15.0, and 400 iterations of that 16.3 and 17.8
+# (seeds 0, 1); a random backbone: 7.4 (background only) after 200 iterations, 10.7 after 400 (the
+# README's quality bar).
 optim_wrapper = dict(optimizer=dict(lr=0.01), paramwise_cfg=dict(
     custom_keys={"decode_head": dict(lr_mult=10.0), "auxiliary_head": dict(lr_mult=10.0)}))
 auto_scale_lr = dict(enable=False)
