@@ -261,7 +261,7 @@ def _forest_figure(effects: Sequence[Effect], metrics: list[str], title: str) ->
                                 label="beyond seed noise (interval excludes 0)"),
                "noise": Line2D([], [], marker="o", color=_NOISE, mfc="white", ms=7,
                                label="within noise (interval covers 0)"),
-               "na": Line2D([], [], marker="D", ls="", color=_NA, ms=5, label="n/a: no interval (one seed)")}
+               "na": Line2D([], [], marker="D", ls="", color=_NA, ms=5, label="n/a: no interval (one seed, or no spread)")}
     fig.legend(handles=[handles[k] for k in ("filled", "noise", "na") if k in kinds], loc="outside lower center",
                ncols=3, frameon=False, fontsize=9)
     methods = {e.method for e in effects if e.method}

@@ -96,6 +96,8 @@ def _cell(s: stats.Summary | None) -> str:
         return "-"
     if s.std is None:
         return f"{s.mean:.2f} (1 seed)"
+    if s.ci_low is None:
+        return f"{s.mean:.2f} ± {s.std:.2f} [no spread]"
     return f"{s.mean:.2f} ± {s.std:.2f} [{s.ci_low:.2f}, {s.ci_high:.2f}]"
 
 

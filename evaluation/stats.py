@@ -115,6 +115,13 @@ def _covers_zero(lo: float | None, hi: float | None) -> bool | None:
     return None if lo is None or hi is None else bool(lo <= 0.0 <= hi)
 
 
+def _no_spread(spread: float, *values: np.ndarray) -> bool:
+    """True when ``spread`` is zero up to float rounding of ``values`` (78.4 - 75.9 and 78.3 - 75.8
+    differ by 6e-15): metrics in steps of 0.1 give equal seeds often at 2-3 seeds."""
+    scale = max([1.0] + [float(np.abs(v).max()) for v in values if np.size(v)])
+    return bool(spread <= 1e-9 * scale)
+
+
 # ---------------------------------------------------------------- 1. summaries
 
 
@@ -122,8 +129,8 @@ def _covers_zero(lo: float | None, hi: float | None) -> bool | None:
 class Summary:
     n: int
     mean: float
-    std: float | None      # sample standard deviation (ddof=1)
-    ci_low: float | None   # 95% Student-t interval for the mean
+    std: float | None      # sample standard deviation (ddof=1); None with one seed
+    ci_low: float | None   # 95% Student-t interval for the mean; None with one seed or std 0
     ci_high: float | None
     words: str
 
@@ -138,10 +145,10 @@ def summarize(values: Sequence[float]) -> Summary:
         return Summary(1, mean, None, None, None,
                        f"{_num(mean)} (one seed: spread and interval cannot be estimated)")
     std = float(x.std(ddof=1))
-    if std == 0:  # every seed gave the same value: the t interval is that point (scipy gives NaN)
-        lo = hi = mean
-    else:
-        lo, hi = stats.t.interval(CONFIDENCE, x.size - 1, loc=mean, scale=std / math.sqrt(x.size))
+    if _no_spread(np.ptp(x), x):  # every seed gave the same value: scipy's interval is NaN
+        return Summary(int(x.size), mean, 0.0, None, None,
+                       f"{_num(mean)} at each of {x.size} seeds (no spread measured: interval cannot be estimated)")
+    lo, hi = stats.t.interval(CONFIDENCE, x.size - 1, loc=mean, scale=std / math.sqrt(x.size))
     return Summary(int(x.size), mean, std, float(lo), float(hi),
                    f"{_num(mean)} {_interval(lo, hi)} (sd {_num(std)}, {x.size} seeds)")
 
@@ -381,7 +388,9 @@ class Difference:
 
 def difference(a: Mapping[int, float], b: Mapping[int, float]) -> Difference:
     """mean(a) - mean(b) over seed -> value maps. Paired by seed (ttest_rel) when both have the
-    same seeds, at least 2; else Welch's t when both have 2+ seeds; else no interval."""
+    same seeds, at least 2; else Welch's t when both have 2+ seeds; else no interval. No interval
+    either (``method`` set, ``ci_low`` None) when the seeds show no spread at all: every paired
+    difference equal, or, for Welch, every seed of each recipe equal."""
     if not a or not b:
         return Difference(None, None, None, None, len(a), len(b))
     xa = np.array([a[s] for s in sorted(a)])
@@ -393,19 +402,25 @@ def difference(a: Mapping[int, float], b: Mapping[int, float]) -> Difference:
         method, spread = "welch", max(np.ptp(xa), np.ptp(xb))
     else:
         return Difference(diff, None, None, None, len(a), len(b))
-    if spread == 0:  # no spread at all: the t interval is the point (scipy's would be NaN)
-        return Difference(diff, diff, diff, method, len(a), len(b))
+    if _no_spread(spread, xa, xb):
+        # No seed-to-seed spread was measured (scipy's t interval would be NaN): a zero-width
+        # interval would call any difference real, so there is none. ``method`` stays set.
+        return Difference(diff, None, None, method, len(a), len(b))
     test = stats.ttest_rel(xa, xb) if method == "paired" else stats.ttest_ind(xa, xb, equal_var=False)
     ci = test.confidence_interval(CONFIDENCE)
     return Difference(diff, float(ci.low), float(ci.high), method, len(a), len(b))
 
 
 def _how(d: Difference) -> str:
+    if d.method is None:
+        return f"cannot be estimated with one seed ({d.n_a} vs {d.n_b})"
+    if d.ci_low is None:
+        same = (f"the {d.n_a} paired differences are all equal" if d.method == "paired"
+                else f"each recipe gave the same value at every seed ({d.n_a} vs {d.n_b} seeds)")
+        return f"cannot be estimated: {same}, so no seed-to-seed spread was measured; run more seeds"
     if d.method == "paired":
         return f"paired over {d.n_a} seeds"
-    if d.method == "welch":
-        return f"Welch, {d.n_a} vs {d.n_b} seeds"
-    return f"cannot be estimated with one seed ({d.n_a} vs {d.n_b})"
+    return f"Welch, {d.n_a} vs {d.n_b} seeds"
 
 
 @dataclass(frozen=True)
@@ -445,7 +460,7 @@ def effects(runs: Sequence[Run], reference: str, metrics: Sequence[str]) -> list
         if d.diff is None:
             missing = " and ".join(r for r, n in ((recipe, d.n_a), (reference, d.n_b)) if n == 0)
             words = f"{head} cannot be compared: not measured for {missing}"
-        elif d.method is None:
+        elif d.ci_low is None:
             words = f"{head} {_signed(d.diff)} points; interval {_how(d)}"
         else:
             verdict = "within noise" if within else "beyond seed noise"
@@ -504,7 +519,8 @@ def rank_inversions(runs: Sequence[Run], x: str = "top1", ys: Sequence[str] = ("
                 noisy = " and ".join(name(m) for m, c in ((x, cx), (y, cy)) if c)
                 words += f"within noise on {noisy}"
             else:
-                words += f"cannot tell, an interval {_how(dx if dx.method is None else dy)}"
+                m, d = (x, dx) if dx.ci_low is None else (y, dy)
+                words += f"cannot tell, the {name(m)} interval {_how(d)}"
             out.append(Inversion(x, y, a, b, dx.diff, dx.ci_low, dx.ci_high, dy.diff, dy.ci_low, dy.ci_high,
                                  dx.method, real, words))
     return out
@@ -548,7 +564,7 @@ def trick_effects(runs: Sequence[Run], tricks: Mapping[str, Iterable[str]], metr
     * ``'pairs-t'`` with one seed per pair but 2+ pairs: a t interval on the pair effects
       (df = P - 1), whose spread stands in for the noise (it includes any interaction, so it is
       conservative).
-    * One pair with one seed: no interval.
+    * One pair with one seed, or differences with no spread at all: no interval.
     """
     table = index_runs(runs)
     sets = {r: frozenset(tricks[r]) for r in table if r in tricks}
@@ -595,6 +611,10 @@ def _trick_effect(trick: str, metric: str, diffs: list[np.ndarray], used: list[s
         return TrickEffect(trick, metric, 1, N, effect, None, None, None, None, used[0],
                            f"{head}: {_signed(effect)} points from one pair ({used[0]}); "
                            f"interval cannot be estimated with one seed and one pair")
+    if _no_spread(se, *diffs):
+        return TrickEffect(trick, metric, P, N, effect, None, None, method, None, "; ".join(used),
+                           f"{head}: {_signed(effect)} points ({how}); interval cannot be estimated: "
+                           f"the differences show no seed-to-seed spread; run more seeds")
     half = float(stats.t.ppf((1 + CONFIDENCE) / 2, df)) * se
     lo, hi = effect - half, effect + half
     within = _covers_zero(lo, hi)

@@ -92,16 +92,49 @@ def test_summarize_one_value_has_no_spread():
         summarize([])
 
 
-def test_seeds_that_agree_exactly_give_a_point_interval_not_nan():
-    # a backbone at chance level gives 10.0 top-1 for every seed; scipy's t interval is then NaN
+def test_seeds_that_agree_give_no_interval_rather_than_a_point_or_nan():
+    # A backbone at chance gives 10.0 top-1 at every seed, and top-1 on 1,000 images moves in
+    # steps of 0.1, so 2-3 seeds often agree exactly. scipy's t interval is then NaN; a point
+    # interval [d, d] would call any difference real. Neither: no interval, and the words say why.
     s = summarize([10.0, 10.0])
-    assert (s.std, s.ci_low, s.ci_high) == (0.0, 10.0, 10.0)
+    assert (s.std, s.ci_low, s.ci_high) == (0.0, None, None) and "no spread measured" in s.words
     runs = [Run("base", k, {"top1": 10.0}) for k in (0, 1)] + [Run("new", k, {"top1": 12.5}) for k in (0, 1)]
     (e,) = effects(runs, "base", ["top1"])
-    assert (e.diff, e.ci_low, e.ci_high, e.within_noise) == (2.5, 2.5, 2.5, False)
+    assert (e.method, e.diff, e.ci_low, e.ci_high, e.within_noise) == ("paired", 2.5, None, None, None)
+    assert "beyond" not in e.words and "2 paired differences are all equal" in e.words
     runs = [Run("base", k, {"top1": 10.0}) for k in (0, 1)] + [Run("new", k, {"top1": 10.0}) for k in (2, 3)]
     (e,) = effects(runs, "base", ["top1"])
-    assert (e.method, e.diff, e.ci_low, e.ci_high, e.within_noise) == ("welch", 0.0, 0.0, 0.0, True)
+    assert (e.method, e.diff, e.ci_low, e.within_noise) == ("welch", 0.0, None, None)
+    assert "same value at every seed (2 vs 2 seeds)" in e.words
+
+
+def test_equal_differences_up_to_float_rounding_count_as_no_spread():
+    # 75.1 - 70.0 and 75.2 - 70.1 differ by about 1.4e-14 in floating point; scipy's interval on
+    # them is 1e-13 wide and would call the +5.1 "beyond seed noise".
+    assert (75.1 - 70.0) != (75.2 - 70.1)
+    runs = [Run("base", 0, {"top1": 70.0}), Run("base", 1, {"top1": 70.1}),
+            Run("d", 0, {"top1": 75.1}), Run("d", 1, {"top1": 75.2})]
+    (e,) = effects(runs, "base", ["top1"])
+    assert e.diff == pytest.approx(5.1) and e.ci_low is None and e.within_noise is None
+    # a tenth of a point apart is spread: the interval is the t interval of (5.1, 5.2)
+    runs[3] = Run("d", 1, {"top1": 75.3})
+    (e,) = effects(runs, "base", ["top1"])
+    lo, hi = 5.15 - 12.706205 * 0.05, 5.15 + 12.706205 * 0.05  # mean -+ t(0.975, 1) * sd / sqrt(2)
+    assert (e.ci_low, e.ci_high) == (pytest.approx(lo, abs=1e-4), pytest.approx(hi, abs=1e-4))
+
+
+def test_no_spread_leaves_inversions_and_trick_effects_undecided():
+    runs = [Run("a", k, {"top1": 70.0, "map": 41.0}) for k in (0, 1)]
+    runs += [Run("b", k, {"top1": 71.0, "map": 31.0 + k / 10}) for k in (0, 1)]  # mAP: real, -9.95
+    (i,) = rank_inversions(runs, ys=("map",))
+    assert (i.better, i.worse, i.real, i.dx_low) == ("b", "a", None, None) and i.dy_high < 0
+    assert "cannot tell" in i.words and "paired differences are all equal" in i.words
+    sets = {"a": frozenset(), "b": frozenset({"t"})}
+    te = pick(trick_effects(runs, sets, ["top1", "map"]), metric="top1")
+    assert (te.effect, te.method, te.ci_low, te.within_noise) == (1.0, "pooled-t", None, None)
+    assert "no seed-to-seed spread" in te.words and "beyond" not in te.words
+    te = pick(trick_effects(runs, sets, ["top1", "map"]), metric="map")
+    assert te.ci_low is not None and te.within_noise is False  # -9.95 with spread: an interval
 
 
 def test_summary_table_leaves_out_unmeasured_metrics():
