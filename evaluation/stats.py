@@ -614,7 +614,8 @@ def _trick_effect(trick: str, metric: str, diffs: list[np.ndarray], used: list[s
     if _no_spread(se, *diffs):
         return TrickEffect(trick, metric, P, N, effect, None, None, method, None, "; ".join(used),
                            f"{head}: {_signed(effect)} points ({how}); interval cannot be estimated: "
-                           f"the differences show no seed-to-seed spread; run more seeds")
+                           + ("the differences show no seed-to-seed spread" if method == "pooled-t"
+                              else "the pair effects are all equal") + "; run more seeds")
     half = float(stats.t.ppf((1 + CONFIDENCE) / 2, df)) * se
     lo, hi = effect - half, effect + half
     within = _covers_zero(lo, hi)
