@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from pretrain import distributed
 from pretrain.checkpoint import CheckpointError, load, load_classifier, load_state_strict
-from pretrain.config import ConfigError, PretrainConfig, load_config
+from trickbench.pretrain_config import ConfigError, PretrainConfig, load_config
 from pretrain.data import (DatasetError, SeededSamples, image_folder, train_transform, val_transform,
                           worker_error_message)
 from pretrain.engine import NonFiniteLossError, evaluate, train_one_epoch

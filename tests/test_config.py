@@ -1,6 +1,6 @@
 import pytest
 
-from pretrain.config import ConfigError, PretrainConfig, from_dict, load_config
+from trickbench.pretrain_config import ConfigError, PretrainConfig, from_dict, load_config
 from tests.conftest import REPO
 
 

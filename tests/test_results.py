@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pretrain.config import PretrainConfig
+from trickbench.pretrain_config import PretrainConfig
 from pretrain.run import run_ids
 from trickbench import results
 from trickbench.results import Cost, Result, ResultError

@@ -32,6 +32,7 @@ from typing import Any
 from trickbench import results
 from trickbench.fileio import read_jsonl
 from trickbench.mmconfig import ConfigFileError, check_options, read_config
+from trickbench.pretrain_config import ConfigError, load_config
 
 from .spec import Recipe, Resources, Study, StudyError
 
@@ -234,8 +235,6 @@ def _file_identity(path: Path) -> dict:
 def _pretrain_config(recipe: Recipe, options: dict) -> dict:
     """The resolved pretrain config (the suite's own typed check, so a misspelled key or a
     value out of range stops the plan, naming the recipe)."""
-    from pretrain.config import ConfigError, load_config  # the study runs the stages, so it may check their configs
-
     try:
         return load_config(recipe.config, options).to_dict()
     except ConfigError as e:

@@ -1,4 +1,6 @@
-"""The typed configuration of a pretraining run.
+"""The typed configuration of a pretraining run: a contract between the config files, the
+pretraining stage (``pretrain/run.py``), the study plan and the result record. It imports no
+torch.
 
 Config files are OpenMMLab-style Python files (``_base_`` inheritance, so each
 variant is a small diff of its base; ``--cfg-options model.variant=D``
@@ -8,18 +10,15 @@ Every trick is off by default: a config switches on exactly what it names.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import UnionType
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
-from trickbench.mmconfig import ConfigFileError, read_config
+from .mmconfig import ConfigFileError, read_config
+from .tricks import tricks_of
+from .typed import ConfigError, build
 
-
-class ConfigError(ValueError):
-    pass
+__all__ = ["ConfigError", "PretrainConfig", "from_dict", "load_config"]
 
 
 @dataclass
@@ -98,20 +97,9 @@ class PretrainConfig:
         return asdict(self)
 
     def tricks(self) -> list[str]:
-        """The paper's tricks this run switches on, in the paper's order."""
-        o, s, loss, m = self.optim, self.schedule, self.loss, self.model
-        on = {
-            "linear_scaling": o.linear_scaling,
-            "warmup": s.warmup_epochs > 0,
-            "zero_gamma": m.zero_gamma,
-            "no_bias_decay": o.no_bias_decay,
-            self.run.precision: self.run.precision != "fp32",
-            "cosine": s.decay == "cosine",
-            "label_smoothing": loss.label_smoothing > 0,
-            "distill": loss.distill_teacher is not None,
-            "mixup": loss.mixup_alpha > 0,
-        }
-        return [name for name, enabled in on.items() if enabled]
+        """The paper's tricks this run switches on, in the paper's order (the variant is not one:
+        see :mod:`trickbench.tricks`)."""
+        return list(tricks_of(self.to_dict()))
 
     def validate(self) -> None:
         m, dc, o, s, loss, r = self.model, self.data, self.optim, self.schedule, self.loss, self.run
@@ -148,51 +136,8 @@ class PretrainConfig:
                 raise ConfigError(msg)
 
 
-def _check_type(value: Any, hint: Any, key: str) -> Any:
-    """``value`` as the field's type, or a ConfigError: an int field takes no 2.5 and no
-    True, a float field takes an int, a list field a list or tuple of its item type."""
-    if hint is Any:
-        return value
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, UnionType):
-        if value is None and type(None) in args:
-            return None
-        (hint,) = [a for a in args if a is not type(None)]
-        return _check_type(value, hint, key)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, not {value!r}")
-        return [_check_type(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ConfigError(f"{key} must be {'an' if hint is int else 'a'} {hint.__name__}, not {value!r}")
-    return value
-
-
-def _build(cls: type, values: dict, where: str) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'} must be a dict, got {values!r}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        close = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
-        hints_ = "".join(f" (did you mean {where}{close[k][0]}?)" for k in unknown if close[k])
-        raise ConfigError(f"unknown config key(s) {', '.join(f'{where}{k}' for k in unknown)}{hints_}; "
-                          f"known keys of {where.rstrip('.') or 'the config'}: {', '.join(sorted(names))}")
-    kwargs = {}
-    for k, v in values.items():
-        sub = hints[k]
-        if dataclasses.is_dataclass(sub):
-            kwargs[k] = _build(sub, v, f"{where}{k}.")
-        else:
-            kwargs[k] = _check_type(v, sub, f"{where}{k}")
-    return cls(**kwargs)
-
-
 def from_dict(values: dict) -> PretrainConfig:
-    cfg = _build(PretrainConfig, values, "")
+    cfg = build(PretrainConfig, values)
     cfg.validate()
     return cfg
 
