@@ -26,8 +26,8 @@ from mmengine.config import Config
 from mmengine.utils import get_installed_path
 
 from downstream import detect, runner
+from trickbench.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ONE_EPOCH = ["train_cfg.max_epochs=1", "train_cfg.val_interval=100", "default_hooks.checkpoint.interval=100",
              "default_hooks.logger.interval=5"]
 

@@ -19,7 +19,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from trickbench.paths import REPO
+
 
 
 def main(argv=None) -> int:

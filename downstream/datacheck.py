@@ -38,9 +38,10 @@ from PIL import Image, UnidentifiedImageError
 
 from trickbench.cache import cache_dir
 from trickbench.fileio import atomic_write_json
+from trickbench.errors import TrickBenchError
 
 
-class DataCheckError(RuntimeError):
+class DataCheckError(TrickBenchError, RuntimeError):
     pass
 
 

@@ -16,23 +16,24 @@ from mmengine.hooks import Hook
 from mmengine.runner import CheckpointLoader
 
 from pretrain.checkpoint import CheckpointError, pretrain_result
-from trickbench.fileio import WriteError, atomic_torch_save, remove_stale_temps
-from trickbench.mmconfig import ConfigFileError, check_options, read_config
-from trickbench.results import ResultError
+from trickbench.errors import TrickBenchError
+from trickbench.errors import report as report_error
+from trickbench.fileio import atomic_torch_save, remove_stale_temps
+from trickbench.mmconfig import check_options, read_config
+from trickbench.paths import REPO
 from trickbench.runinfo import sha256_file, write_result
-from trickbench.worklock import WorkDirBusy, lock_work_dir
+from trickbench.worklock import lock_work_dir
 
 from . import backbone as _backbone  # noqa: F401  (registers the TrickBenchPretrained initializer)
-from .datacheck import DataCheckError, run_datasets
+from .datacheck import run_datasets
 from .external import load_external
 from .resume_rng import ResumeRandomState
 from .safe_load import load_weights_only
 
-REPO = Path(__file__).resolve().parents[1]
 OWN_CHECKPOINT = "trickbench-own://"
 
 
-class DownstreamError(RuntimeError):
+class DownstreamError(TrickBenchError, RuntimeError):
     pass
 
 
@@ -272,10 +273,8 @@ def main(task: str, default_config: str, apply_backbone, check_data, read_metric
     args = parse_args(task, default_config, argv)
     try:
         return run(task, args, apply_backbone, check_data, read_metrics)
-    except (CheckpointError, DataCheckError, DownstreamError, ConfigFileError, WorkDirBusy, WriteError,
-            ResultError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except TrickBenchError as e:
+        return report_error(e)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise

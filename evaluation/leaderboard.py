@@ -28,6 +28,7 @@ from evaluation.stats import Run, summary_table
 from trickbench import results
 from trickbench.fileio import atomic_write_bytes
 from trickbench.results import Result
+from trickbench.errors import TrickBenchError
 
 COLUMNS = ["backbone", "recipe", "seed", "arch", "tricks", "top1", "top5", "voc_map", "voc_map_area", "ade_miou", "ade_aacc",
            "ade_macc", "det_config", "seg_config", "pretrain_dir", "det_dir", "seg_dir"]
@@ -39,7 +40,7 @@ STAGE_COLUMNS = {
 }
 
 
-class LeaderboardError(RuntimeError):
+class LeaderboardError(TrickBenchError, RuntimeError):
     pass
 
 

@@ -41,6 +41,7 @@ from evaluation.leaderboard import (METRICS, LeaderboardError, fmt, mean_or_none
                                     find_results, join, recipes_csv, selected_configs, study_table, to_csv)
 from trickbench.fileio import atomic_write_bytes, atomic_write_json
 from trickbench.runinfo import now, study_lineage
+from trickbench.errors import TrickBenchError
 
 DOWNSTREAM = ("map", "miou")
 UNITS = {"top1": "ImageNet top-1", "top5": "ImageNet top-5", "map": "VOC mAP (VOC07 11-point)",
@@ -48,7 +49,7 @@ UNITS = {"top1": "ImageNet top-1", "top5": "ImageNet top-5", "map": "VOC mAP (VO
          "macc": "ADE20K mean class accuracy"}
 
 
-class ReportError(RuntimeError):
+class ReportError(TrickBenchError, RuntimeError):
     pass
 
 

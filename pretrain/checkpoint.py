@@ -14,9 +14,10 @@ from trickbench import results
 from trickbench.results import Result
 
 from .models import ResNet, resnet
+from trickbench.errors import TrickBenchError
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(TrickBenchError, RuntimeError):
     """A checkpoint that is missing, damaged or made for another model; the message names the file."""
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import datasets, transforms
+from trickbench.errors import TrickBenchError
 
 # torchvision's ImageNet constants on [0, 1] tensors: (123.675, 116.28, 103.53) and
 # (58.395, 57.12, 57.375) on [0, 255], which is what mmdet's and mmseg's data
@@ -26,7 +27,7 @@ PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, 
 LAYOUT = "<root>/{split}/<class>/<image>.JPEG  (one folder per class, e.g. train/n01440764/n01440764_10026.JPEG)"
 
 
-class DatasetError(RuntimeError):
+class DatasetError(TrickBenchError, RuntimeError):
     """A dataset that is missing, empty or damaged; the message names the path and the fix."""
 
 

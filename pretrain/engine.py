@@ -11,9 +11,10 @@ import torch.distributed as dist
 from torch import nn
 
 from .objective import Objective, hard_loss
+from trickbench.errors import TrickBenchError
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(TrickBenchError, FloatingPointError):
     def __init__(self, step: int, loss: float):
         self.step, self.loss = step, loss
         super().__init__(f"loss is {loss} at iteration {step}")

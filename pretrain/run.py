@@ -41,14 +41,15 @@ from pretrain.models import ResNet, resnet
 from pretrain.objective import Objective
 from pretrain.tricks.lr_schedule import linear_scaled_lr, lr_at
 from pretrain.tricks.param_groups import param_groups
-from trickbench.fileio import (WriteError, append_jsonl, atomic_torch_save, atomic_write_bytes, atomic_write_json,
+from trickbench.fileio import (append_jsonl, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                               read_jsonl, remove_stale_temps)
-from trickbench.results import ResultError
 from trickbench.runinfo import environment, sha256_file, write_result
-from trickbench.worklock import WorkDirBusy, lock_work_dir
+from trickbench.worklock import lock_work_dir
+from trickbench.errors import TrickBenchError, report
+from trickbench.paths import PRETRAIN_CONFIGS
 
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs/pretrain/resnet50_baseline.py"
+DEFAULT_CONFIG = PRETRAIN_CONFIGS / "resnet50_baseline.py"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class RunError(RuntimeError):
+class RunError(TrickBenchError, RuntimeError):
     pass
 
 
@@ -393,9 +394,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (ConfigError, DatasetError, CheckpointError, RunError, WorkDirBusy, WriteError, ResultError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except TrickBenchError as e:
+        return report(e)
     finally:
         distributed.shutdown()
 

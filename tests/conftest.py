@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from trickbench.paths import REPO
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 

@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from trickbench.paths import REPO
+
 STUDY = "configs/studies/demo.py"
 
 

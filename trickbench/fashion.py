@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from trickbench.cache import cache_dir
+from trickbench.errors import TrickBenchError
 
 __all__ = ["CLASSES", "FILES", "FashionDataError", "Split", "fashion_dir", "fetch", "load", "main", "read_idx"]
 
@@ -71,7 +72,7 @@ PACKAGE = "dataset-fashion-mnist"
 _IMAGES_MAGIC, _LABELS_MAGIC = 0x00000803, 0x00000801
 
 
-class FashionDataError(RuntimeError):
+class FashionDataError(TrickBenchError, RuntimeError):
     """Fashion-MNIST is missing, cannot be fetched, or a file of it is damaged; the
     message names the file and the fix."""
 

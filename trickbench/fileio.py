@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, NamedTuple
+from .errors import TrickBenchError
 
 # What mkstemp(prefix=f".{name}.", suffix=".tmp") makes: 8 characters from its alphabet.
 _TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
@@ -24,7 +25,7 @@ _HINTS = {errno.ENOSPC: "free disk space", errno.EDQUOT: "free disk space (quota
           errno.EFBIG: "raise the file-size limit (ulimit -f)"}
 
 
-class WriteError(OSError):
+class WriteError(TrickBenchError, OSError):
     """Writing ``filename`` failed; ``errno`` and ``strerror`` are the cause's (ENOSPC for
     a full disk, EFBIG for a file-size limit), and the destination is left as it was."""
 

@@ -13,9 +13,10 @@ import ast
 import difflib
 from pathlib import Path
 from typing import Any
+from .errors import TrickBenchError
 
 
-class ConfigFileError(ValueError):
+class ConfigFileError(TrickBenchError, ValueError):
     """A config file or option that cannot be used; the message names it and the fix."""
 
 

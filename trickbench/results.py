@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .fileio import atomic_write_json, read_json
+from .errors import TrickBenchError
 
 NAME = "result.json"
 STAGES = ("pretrain", "detection", "segmentation")
@@ -35,7 +36,7 @@ METRICS = {"pretrain": ("top1", "top5", "best_top1"), "detection": ("map", "map_
            "segmentation": ("miou", "aacc", "macc")}
 
 
-class ResultError(ValueError):
+class ResultError(TrickBenchError, ValueError):
     """A ``result.json`` that cannot be used; the message names the file and the fix."""
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from . import results
+from .paths import REPO
 
 PACKAGES = ("torch", "torchvision", "mmengine", "mmcv", "mmdet", "mmsegmentation", "numpy", "trickbench")
-REPO = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str | None:

@@ -75,6 +75,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from trickbench.errors import TrickBenchError
 
 __all__ = [
     "ADE_DEFAULT_CLASS_IDS",
@@ -146,7 +147,7 @@ _SPLIT_TRAIN, _SPLIT_VAL, _SPLIT_TEST, _SPLIT_2012 = 0, 1, 2, 3
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixel-edge coordinates (x1 exclusive)
 
 
-class SyntheticDataError(RuntimeError):
+class SyntheticDataError(TrickBenchError, RuntimeError):
     """Refusal to overwrite a folder that this module did not write with the same parameters."""
 
 

@@ -14,11 +14,12 @@ import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
+from .errors import TrickBenchError
 
 LOCK_NAME = ".lock"
 
 
-class WorkDirBusy(RuntimeError):
+class WorkDirBusy(TrickBenchError, RuntimeError):
     """Another process holds the work dir; the message says which."""
 
 

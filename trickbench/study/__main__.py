@@ -21,12 +21,10 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 from mmengine.config import DictAction
 
-from trickbench.fileio import WriteError
-from trickbench.worklock import WorkDirBusy
+from trickbench.errors import TrickBenchError, report
 
 from . import plan as plan_mod
-from .slurm import SlurmError
-from .spec import StudyError, check_data, load_study
+from .spec import check_data, load_study
 from .status import states, table
 
 
@@ -83,9 +81,8 @@ def main(argv=None) -> int:
         from .local import LocalLauncher
         gpus = None if args.gpus is None else [g.strip() for g in args.gpus.split(",") if g.strip()]
         return LocalLauncher(plan, jobs=args.jobs, gpus=gpus).run()
-    except (StudyError, WorkDirBusy, WriteError, SlurmError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except TrickBenchError as e:
+        return report(e)
 
 
 def _submitted_to_slurm(plan) -> bool:

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+from trickbench.errors import TrickBenchError
 
 TIMEOUT_S = 60  # a busy controller answers slowly; a dead one makes the clients retry for long
 
@@ -43,7 +44,7 @@ class SlurmOptions:
         return self.nodes > 1 or self.gpus_per_node > 1
 
 
-class SlurmError(RuntimeError):
+class SlurmError(TrickBenchError, RuntimeError):
     """Slurm refused something, or an option cannot work; the message names it and the fix."""
 
 

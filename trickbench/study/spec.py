@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from trickbench.mmconfig import ConfigFileError, check_options, read_config
+from trickbench.errors import TrickBenchError
+from trickbench.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 STAGES = ("pretrain", "detection", "segmentation", "report")
 DESIGNS = ("cumulative", "one_at_a_time", "leave_one_out", "factorial")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -67,7 +68,7 @@ TRICKS: dict[str, dict[str, Any]] = {
 }
 
 
-class StudyError(ValueError):
+class StudyError(TrickBenchError, ValueError):
     """A study file that cannot be run; the message names the file, the key and the fix."""
 
 
