@@ -16,6 +16,11 @@ as before).
 Files written before this record existed still read: their recipe is their
 backbone id, their seed the config's (``run.seed`` or ``randomness.seed``), and
 their cost is rebuilt from ``wall_time_s``, ``world_size`` and ``gpus``.
+
+A pretraining result's ``tricks`` are derived when it is read, from its recorded resolved
+config and the one trick table (:mod:`trickbench.tricks`), never taken from the file: a
+result written before a trick entered the table names it as a new one does. (The list
+written into the file is the same derivation, for a reader of the JSON.)
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .fileio import atomic_write_json, read_json
+from .tricks import factors, tricks_of, variant_of
 from .errors import TrickBenchError
 
 NAME = "result.json"
@@ -86,6 +92,20 @@ class Result:
     def config_name(self) -> str:
         return Path(self.config_file or "").stem
 
+    @property
+    def variant(self) -> str | None:
+        """The backbone's ResNet variant (A-D): a pretrain run's config, else its ``arch``."""
+        if self.stage == "pretrain" and is_pretrain_config(self.config):
+            return variant_of(self.config)
+        v = (self.arch or {}).get("variant")
+        return v.upper() if isinstance(v, str) else None
+
+    @property
+    def factors(self) -> tuple[str, ...]:
+        """Its tricks and its variant where it is not the reference: what tells its recipe apart
+        in a study's analysis (:func:`trickbench.tricks.factors`)."""
+        return factors(self.tricks, self.variant)
+
 
 def to_dict(result: Result) -> dict:
     out = asdict(result)
@@ -145,6 +165,10 @@ def from_dict(data: dict, path: Path) -> Result:
         raise bad(f"no {', '.join(missing)}")
     values.setdefault("recipe", values["backbone"])
     values["tricks"] = tuple(values.get("tricks") or ())
+    if values.get("stage") == "pretrain" and is_pretrain_config(values.get("config")):
+        # The tricks are what the run's resolved config has on, by today's trick table: files
+        # written before a trick was in the table read as new ones do.
+        values["tricks"] = tricks_of(values["config"])
     try:
         result = Result(**values, source=path)
     except TypeError as e:
@@ -164,6 +188,11 @@ def _legacy(data: dict, known: set[str]) -> dict:
                           int(data.get("world_size") or 1), data.get("images_seen"))
     values["extra"] = {k: v for k, v in data.items() if k not in known and k != "wall_time_s"}
     return values
+
+
+def is_pretrain_config(config: Any) -> bool:
+    """Whether ``config`` is a resolved pretraining config (a dict with its ``model`` section)."""
+    return isinstance(config, dict) and isinstance(config.get("model"), dict)
 
 
 def _finite(x: Any) -> bool:
