@@ -18,10 +18,11 @@ from mmengine.runner import CheckpointLoader
 from pretrain.checkpoint import CheckpointError, pretrain_result
 from trickbench.errors import TrickBenchError
 from trickbench.errors import report as report_error
-from trickbench.fileio import atomic_torch_save, remove_stale_temps
+from trickbench.fileio import remove_stale_temps
 from trickbench.mmconfig import check_options, read_config
 from trickbench.paths import REPO
-from trickbench.runinfo import sha256_file, write_result
+from trickbench.runinfo import sha256_file
+from trickbench.runtime import atomic_torch_save, write_result
 from trickbench.worklock import lock_work_dir
 
 from . import backbone as _backbone  # noqa: F401  (registers the TrickBenchPretrained initializer)

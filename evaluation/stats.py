@@ -2,9 +2,12 @@
 detector and segmenter?
 
 Pure functions from a table of runs (recipe x seed, metrics in percent) to numbers; no file
-I/O, no torch. Every result is a frozen dataclass of plain fields (``dataclasses.asdict`` dumps
-it to JSON) whose ``words`` field is a sentence a report can quote. Where an interval cannot be
-estimated (one seed, too few recipes) its fields are ``None`` and the words say why.
+I/O, no torch. Every result is a frozen dataclass of numbers (``dataclasses.asdict`` dumps it to
+JSON); where something could not be estimated (one seed, too few recipes, no spread) its fields
+are ``None`` and it keeps what tells why as data (the seed counts, the constant metric, the
+recipes with one seed), as scipy's results keep fields, not prose. Its ``words`` property
+derives from those fields the sentence a report can quote; :func:`record` is what a report
+writes of it (the fields and the words).
 
 * Seed noise: recipes are compared by paired differences over matched seeds (``ttest_rel``),
   else by Welch's t (``ttest_ind(equal_var=False)``).
@@ -23,7 +26,7 @@ import inspect
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 from scipy import stats
@@ -34,6 +37,9 @@ NAMES = {"top1": "top-1", "top5": "top-5", "map": "mAP", "map_area": "mAP (area)
          "aacc": "aAcc", "macc": "mAcc"}
 METHOD_NAMES = {"pearson": "Pearson r", "spearman": "Spearman rho", "kendall": "Kendall tau"}
 RANK_METHODS = ("spearman", "kendall")
+# The metadata of a field a statistic keeps only to say why something could not be estimated:
+# :func:`record` leaves it out of what a report writes (the sentence says it).
+WHY = {"why": True}
 # scipy >= 1.15 names its generator argument ``rng``; 1.11-1.14 ``random_state``.
 _RNG_KW = "rng" if "rng" in inspect.signature(stats.permutation_test).parameters else "random_state"
 
@@ -132,7 +138,15 @@ class Summary:
     std: float | None      # sample standard deviation (ddof=1); None with one seed
     ci_low: float | None   # 95% Student-t interval for the mean; None with one seed or std 0
     ci_high: float | None
-    words: str
+
+    @property
+    def words(self) -> str:
+        if self.n == 1:
+            return f"{_num(self.mean)} (one seed: spread and interval cannot be estimated)"
+        if self.ci_low is None:
+            return (f"{_num(self.mean)} at each of {self.n} seeds (no spread measured: interval cannot be "
+                    f"estimated)")
+        return f"{_num(self.mean)} {_interval(self.ci_low, self.ci_high)} (sd {_num(self.std)}, {self.n} seeds)"
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -142,15 +156,12 @@ def summarize(values: Sequence[float]) -> Summary:
         raise ValueError(f"summarize needs at least one finite value, got {list(values)!r}")
     mean = float(x.mean())
     if x.size == 1:
-        return Summary(1, mean, None, None, None,
-                       f"{_num(mean)} (one seed: spread and interval cannot be estimated)")
+        return Summary(1, mean, None, None, None)
     std = float(x.std(ddof=1))
     if _no_spread(np.ptp(x), x):  # every seed gave the same value: scipy's interval is NaN
-        return Summary(int(x.size), mean, 0.0, None, None,
-                       f"{_num(mean)} at each of {x.size} seeds (no spread measured: interval cannot be estimated)")
+        return Summary(int(x.size), mean, 0.0, None, None)
     lo, hi = stats.t.interval(CONFIDENCE, x.size - 1, loc=mean, scale=std / math.sqrt(x.size))
-    return Summary(int(x.size), mean, std, float(lo), float(hi),
-                   f"{_num(mean)} {_interval(lo, hi)} (sd {_num(std)}, {x.size} seeds)")
+    return Summary(int(x.size), mean, std, float(lo), float(hi))
 
 
 def summary_table(runs: Sequence[Run], metrics: Sequence[str]) -> dict[str, dict[str, Summary]]:
@@ -237,7 +248,30 @@ class Correlation:
     p_exact: bool | None       # True when every pairing was enumerated
     n_boot: int                # resamples drawn
     n_skipped: int             # resamples dropped because a variable was constant in them
-    words: str
+    # Why there is no estimate or no interval, besides n_recipes < 3 and n_skipped:
+    one_seed: tuple[str, ...] = field(default=(), metadata=WHY)  # recipes with one seed: no interval
+    constant: str | None = field(default=None, metadata=WHY)     # x or y, the same for every recipe: no estimate
+
+    @property
+    def words(self) -> str:
+        head = f"{name(self.x)} and {name(self.y)}{', log-odds' if self.scale == 'logit' else ''}: "
+        label = METHOD_NAMES[self.method]
+        n = self.n_recipes
+        if n < 3:
+            return head + f"{label} cannot be estimated from {n} recipe{'s' * (n != 1)} (needs at least 3)"
+        if self.constant is not None:
+            return head + f"{label} is undefined: {name(self.constant)} is the same for every recipe"
+        text = head + f"{label} = {_num(self.estimate)}"
+        if self.ci_low is not None:
+            text += f" {_interval(self.ci_low, self.ci_high)}"
+        text += f" over {n} recipes"
+        if self.one_seed:
+            text += f" (interval cannot be estimated with one seed: {', '.join(self.one_seed)})"
+        elif self.ci_low is None:
+            text += f" (interval cannot be estimated: {self.n_skipped} of {self.n_boot} resamples degenerate)"
+        elif self.n_skipped:
+            text += f" ({self.n_skipped} of {self.n_boot} resamples skipped: a variable was constant)"
+        return text + f", p {_p(self.p)} (Holm-adjusted {self.p_holm:.2g})"
 
 
 def _bootstrap_means(xs: list[np.ndarray], ys: list[np.ndarray], n_boot: int,
@@ -321,17 +355,14 @@ def correlations(runs: Sequence[Run], x: str = "top1", ys: Sequence[str] = ("map
                 if method in RANK_METHODS and scale != scales[0]:
                     continue
                 row = dict(x=x, y=y, method=method, scale=scale, n_recipes=n, estimate=None, ci_low=None,
-                           ci_high=None, p=None, p_exact=None, n_boot=0, n_skipped=0, why=None,
-                           one_seed=one_seed)
+                           ci_high=None, p=None, p_exact=None, n_boot=0, n_skipped=0, one_seed=tuple(one_seed))
                 rows.append(row)
                 if n < 3:
-                    row["why"] = f"cannot be estimated from {n} recipe{'s' * (n != 1)} (needs at least 3)"
                     continue
                 tx, ty = (logit(mx, name(x)), logit(my, name(y))) if scale == "logit" else (mx, my)
                 est = _scipy_estimate(method, tx, ty)
                 if not math.isfinite(est):
-                    const = name(x) if np.ptp(tx) == 0 else name(y)
-                    row["why"] = f"is undefined: {const} is the same for every recipe"
+                    row["constant"] = x if np.ptp(tx) == 0 else y
                     continue
                 row["estimate"] = est
                 row["p"], row["p_exact"] = _permutation_p(method, tx, ty, n_perm, np.random.default_rng(seed))
@@ -346,30 +377,7 @@ def correlations(runs: Sequence[Run], x: str = "top1", ys: Sequence[str] = ("map
                     row["ci_low"], row["ci_high"] = float(lo), float(hi)
     tested = [i for i, r in enumerate(rows) if r["p"] is not None]
     adjusted = dict(zip(tested, holm([rows[i]["p"] for i in tested])))
-    out = []
-    for i, r in enumerate(rows):
-        one_seed, why = r.pop("one_seed"), r.pop("why")
-        r["p_holm"] = adjusted.get(i)
-        out.append(Correlation(**r, words=_correlation_words(r, one_seed, why)))
-    return out
-
-
-def _correlation_words(r: dict, one_seed: list[str], why: str | None) -> str:
-    head = f"{name(r['x'])} and {name(r['y'])}{', log-odds' if r['scale'] == 'logit' else ''}: "
-    label = METHOD_NAMES[r["method"]]
-    if why is not None:
-        return head + f"{label} {why}"
-    text = head + f"{label} = {_num(r['estimate'])}"
-    if r["ci_low"] is not None:
-        text += f" {_interval(r['ci_low'], r['ci_high'])}"
-    text += f" over {r['n_recipes']} recipes"
-    if one_seed:
-        text += f" (interval cannot be estimated with one seed: {', '.join(one_seed)})"
-    elif r["ci_low"] is None:
-        text += f" (interval cannot be estimated: {r['n_skipped']} of {r['n_boot']} resamples degenerate)"
-    elif r["n_skipped"]:
-        text += f" ({r['n_skipped']} of {r['n_boot']} resamples skipped: a variable was constant)"
-    return text + f", p {_p(r['p'])} (Holm-adjusted {r['p_holm']:.2g})"
+    return [Correlation(**r, p_holm=adjusted.get(i)) for i, r in enumerate(rows)]
 
 
 # ---------------------------------------------------------------- 3. effects against a reference
@@ -435,7 +443,18 @@ class Effect:
     n: int                     # seeds of the recipe (the pairs when paired)
     n_reference: int           # seeds of the reference
     within_noise: bool | None  # True when the interval covers 0; None without an interval
-    words: str
+
+    @property
+    def words(self) -> str:
+        d = Difference(self.diff, self.ci_low, self.ci_high, self.method, self.n, self.n_reference)
+        head = f"{self.recipe} vs {self.reference}: {name(self.metric)}"
+        if d.diff is None:
+            missing = " and ".join(r for r, n in ((self.recipe, d.n_a), (self.reference, d.n_b)) if n == 0)
+            return f"{head} cannot be compared: not measured for {missing}"
+        if d.ci_low is None:
+            return f"{head} {_signed(d.diff)} points; interval {_how(d)}"
+        verdict = "within noise" if self.within_noise else "beyond seed noise"
+        return f"{head} {_signed(d.diff)} {_interval(d.ci_low, d.ci_high)} points, {verdict} ({_how(d)})"
 
 
 def _against(runs: Sequence[Run], reference: str, metrics: Sequence[str]) -> list[tuple]:
@@ -455,18 +474,8 @@ def effects(runs: Sequence[Run], reference: str, metrics: Sequence[str]) -> list
     out = []
     for metric, recipe, mine, ref in _against(runs, reference, metrics):
         d = difference(mine, ref)
-        within = _covers_zero(d.ci_low, d.ci_high)
-        head = f"{recipe} vs {reference}: {name(metric)}"
-        if d.diff is None:
-            missing = " and ".join(r for r, n in ((recipe, d.n_a), (reference, d.n_b)) if n == 0)
-            words = f"{head} cannot be compared: not measured for {missing}"
-        elif d.ci_low is None:
-            words = f"{head} {_signed(d.diff)} points; interval {_how(d)}"
-        else:
-            verdict = "within noise" if within else "beyond seed noise"
-            words = f"{head} {_signed(d.diff)} {_interval(d.ci_low, d.ci_high)} points, {verdict} ({_how(d)})"
         out.append(Effect(recipe, reference, metric, d.diff, d.ci_low, d.ci_high, d.method, d.n_a, d.n_b,
-                          within, words))
+                          _covers_zero(d.ci_low, d.ci_high)))
     return out
 
 

@@ -12,13 +12,15 @@ mmdet/mmseg ``ResNet`` names) and ``result.json``. All are written atomically.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 if __name__ == "__main__" and __package__ in (None, ""):
     # Run as a script: drop this folder from the path so its generic module names
@@ -32,8 +34,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from pretrain import distributed
-from pretrain.checkpoint import CheckpointError, load, load_classifier, load_state_strict
-from trickbench.pretrain_config import ConfigError, PretrainConfig, load_config
+from pretrain.checkpoint import (CheckpointError, Progress, load_classifier, open_work_dir, restore,
+                                 save_epoch)
 from pretrain.data import (DatasetError, SeededSamples, image_folder, train_transform, val_transform,
                           worker_error_message)
 from pretrain.engine import NonFiniteLossError, evaluate, train_one_epoch
@@ -41,12 +43,12 @@ from pretrain.models import ResNet, resnet
 from pretrain.objective import Objective
 from pretrain.tricks.lr_schedule import linear_scaled_lr, lr_at
 from pretrain.tricks.param_groups import param_groups
-from trickbench.fileio import (append_jsonl, atomic_torch_save, atomic_write_bytes, atomic_write_json,
-                              read_jsonl, remove_stale_temps)
-from trickbench.runinfo import environment, sha256_file, write_result
-from trickbench.worklock import lock_work_dir
 from trickbench.errors import TrickBenchError, report
+from trickbench.fileio import atomic_write_json
 from trickbench.paths import PRETRAIN_CONFIGS
+from trickbench.pretrain_config import ConfigError, PretrainConfig, load_config
+from trickbench.runinfo import sha256_file
+from trickbench.runtime import atomic_torch_save, environment, write_result
 
 
 DEFAULT_CONFIG = PRETRAIN_CONFIGS / "resnet50_baseline.py"
@@ -68,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class RunError(TrickBenchError, RuntimeError):
-    pass
+    """A run that cannot go on: its loss blew up, or its checkpoint cannot make a result."""
 
 
 def seed_everything(seed: int) -> None:
@@ -83,29 +85,70 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + rank) % 2**63
 
 
-def build_loaders(cfg: PretrainConfig, d: distributed.Dist):
-    dc = cfg.data
-    if dc.batch_size % d.world_size:
-        raise ConfigError(f"data.batch_size={dc.batch_size} (global) is not divisible by {d.world_size} processes")
-    per_proc = dc.batch_size // d.world_size
-    train = image_folder(dc.root, dc.train_split, train_transform(dc.image_size, dc.augment))
-    val = image_folder(dc.root, dc.val_split, val_transform(dc.image_size, dc.val_resize), classes=train.classes)
+class Loaders(NamedTuple):
+    """The data of a run, for this process."""
+    train: DataLoader
+    val: DataLoader
+    sampler: DistributedSampler    # of the training set, reshuffled every epoch
+    generator: torch.Generator     # the training loader's, reseeded every epoch
+    batch_size_per_process: int
+
+
+def build_loaders(cfg: PretrainConfig, dist: distributed.Dist) -> Loaders:
+    data = cfg.data
+    if data.batch_size % dist.world_size:
+        raise ConfigError(f"data.batch_size={data.batch_size} (global) is not divisible by {dist.world_size} processes")
+    per_process = data.batch_size // dist.world_size
+    train = image_folder(data.root, data.train_split, train_transform(data.image_size, data.augment))
+    val = image_folder(data.root, data.val_split, val_transform(data.image_size, data.val_resize), classes=train.classes)
     if len(train.classes) != cfg.model.num_classes:
-        raise ConfigError(f"{Path(dc.root) / dc.train_split} has {len(train.classes)} classes but "
+        raise ConfigError(f"{Path(data.root) / data.train_split} has {len(train.classes)} classes but "
                           f"model.num_classes={cfg.model.num_classes}; set --cfg-options model.num_classes={len(train.classes)}")
-    if len(train) < dc.batch_size:
-        raise ConfigError(f"data.batch_size={dc.batch_size} is larger than the {len(train)} training images "
-                          f"under {Path(dc.root) / dc.train_split}")
+    if len(train) < data.batch_size:
+        raise ConfigError(f"data.batch_size={data.batch_size} is larger than the {len(train)} training images "
+                          f"under {Path(data.root) / data.train_split}")
     train = SeededSamples(train, cfg.run.seed)
-    sampler = DistributedSampler(train, num_replicas=d.world_size, rank=d.rank, shuffle=True,
+    sampler = DistributedSampler(train, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
                                  seed=cfg.run.seed, drop_last=True)
     generator = torch.Generator()
-    kw = dict(num_workers=dc.workers, pin_memory=d.device.type == "cuda", persistent_workers=False)
-    train_loader = DataLoader(train, batch_size=per_proc, sampler=sampler, drop_last=True, generator=generator, **kw)
+    options = dict(num_workers=data.workers, pin_memory=dist.device.type == "cuda", persistent_workers=False)
+    train_loader = DataLoader(train, batch_size=per_process, sampler=sampler, drop_last=True, generator=generator,
+                              **options)
     # Disjoint, unpadded shards: the validation figures are exact for any number of processes.
-    val_shard = Subset(val, list(range(d.rank, len(val), d.world_size)))
-    val_loader = DataLoader(val_shard, batch_size=per_proc, shuffle=False, **kw)
-    return train_loader, val_loader, sampler, generator, per_proc
+    val_shard = Subset(val, list(range(dist.rank, len(val), dist.world_size)))
+    val_loader = DataLoader(val_shard, batch_size=per_process, shuffle=False, **options)
+    return Loaders(train_loader, val_loader, sampler, generator, per_process)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> tuple[torch.optim.SGD, float, dict[str, int]]:
+    """SGD (Nesterov, §2.1) at the peak lr, linearly scaled with the batch if asked (§3.1), over
+    the weight-decay groups (no bias decay, §3.1); also returns the peak lr and the group counts."""
+    optim = cfg.optim
+    peak_lr = linear_scaled_lr(optim.lr, cfg.data.batch_size, optim.base_batch_size) if optim.linear_scaling else optim.lr
+    groups, counts = param_groups(model, optim.weight_decay, optim.no_bias_decay)
+    optimizer = torch.optim.SGD(groups, lr=peak_lr, momentum=optim.momentum, nesterov=optim.nesterov)
+    return optimizer, peak_lr, counts
+
+
+def build_objective(cfg: PretrainConfig, device: torch.device, memory_format: torch.memory_format) -> Objective:
+    """The loss: label smoothing, mixup and, with a teacher, distillation (§5.2-5.4)."""
+    num_classes, loss = cfg.model.num_classes, cfg.loss
+    teacher = None
+    if loss.distill_teacher:
+        teacher = load_classifier(loss.distill_teacher).to(device, memory_format=memory_format).eval()
+        teacher.requires_grad_(False)
+        if teacher.fc.out_features != num_classes:
+            raise CheckpointError(f"teacher {loss.distill_teacher} predicts {teacher.fc.out_features} classes, "
+                                  f"the student {num_classes}")
+    return Objective(num_classes, loss.label_smoothing, loss.mixup_alpha, teacher, loss.distill_temperature)
+
+
+def lr_schedule(cfg: PretrainConfig, peak_lr: float, steps_per_epoch: int) -> Callable[[int], float]:
+    """The lr of each iteration: :func:`pretrain.tricks.lr_schedule.lr_at` with this run's settings."""
+    schedule = cfg.schedule
+    return partial(lr_at, peak_lr=peak_lr, steps_per_epoch=steps_per_epoch, epochs=schedule.epochs,
+                   warmup_epochs=schedule.warmup_epochs, decay=schedule.decay, milestones=schedule.milestones,
+                   gamma=schedule.gamma)
 
 
 SEED_DIR = re.compile(r"seed[-_]?\d+")
@@ -125,190 +168,145 @@ def run_ids(work: Path, cfg: PretrainConfig) -> tuple[str, str]:
 
 
 @dataclass
-class Progress:
-    """Where a run stands: what the last checkpoint holds besides the weights."""
-    epoch: int = 0                 # epochs done
-    step: int = 0                  # iterations done
-    best_top1: float = float("-inf")
-    best_epoch: int = 0
-    metrics: dict | None = None    # the last epoch's metrics line
-    elapsed_s: float = 0.0         # wall time of the run so far, over every invocation
+class Parts:
+    """A run, wired together by :func:`setup`, trained by :func:`fit` and closed by :func:`finish`."""
+    cfg: PretrainConfig
+    dist: distributed.Dist
+    work: Path
+    name: str                      # the backbone id
+    recipe: str
+    model: ResNet                  # the weights that are saved
+    ddp_model: torch.nn.Module     # what trains: ``model`` itself, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    loaders: Loaders
+    objective: Objective
+    schedule: Callable[[int], float]  # iteration -> lr
+    peak_lr: float
+    progress: Progress             # where the run stands; fit() moves it on
+    run_info: dict                 # what config.json and result.json record about the run besides its config
+    started: float                 # time.time() when this invocation started
+    elapsed_before: float          # wall time of the invocations before this one
+
+    def wall_time(self) -> float:
+        """Wall time of the run so far, over every invocation."""
+        return self.elapsed_before + time.time() - self.started
 
 
-def open_work_dir(work: Path, resume: bool, d: distributed.Dist) -> None:
-    """Lock the work dir for this run (main process), clear the temp files of writes a
-    kill interrupted, and refuse to overwrite a run without ``--resume``."""
-    if d.is_main:
-        lock_work_dir(work)  # held until the process ends
-        for stale in remove_stale_temps(work):
-            print(f"removed {stale}, left by an interrupted write")
-    last = work / "last.pth"
-    if last.exists() and not resume:
-        raise RunError(f"{work} already holds a run ({last}); pass --resume to continue it, "
-                       f"or choose another --work-dir (nothing was changed)")
-
-
-def restore(work: Path, cfg: PretrainConfig, model, optimizer, scaler, d: distributed.Dist) -> Progress:
-    """Model, optimizer, loss scaler and schedule position from ``last.pth``. The checkpoint is
-    the commit point of an epoch: what a kill left unwritten after it (that epoch's metrics
-    line, ``best.pth``) is written again from it, and lines after it are dropped."""
-    last_path = work / "last.pth"
-    ckpt = load(last_path)
-    changed = _config_changes(ckpt["config"], cfg.to_dict())
-    if changed:
-        raise RunError(f"{last_path} was written with another config ({', '.join(changed)}); resume with "
-                       f"the same config and --cfg-options, or start a new --work-dir")
-    load_state_strict(model, ckpt["model"], last_path)
-    optimizer.load_state_dict(ckpt["optimizer"])
-    if scaler is not None and ckpt.get("scaler"):
-        scaler.load_state_dict(ckpt["scaler"])
-    progress = Progress(ckpt["epoch"], ckpt["step"], ckpt["best_top1"], ckpt.get("best_epoch", 0), ckpt.get("metrics"),
-                        ckpt.get("elapsed_s", 0.0))
-    if d.is_main:
-        _sync_metrics(work / "metrics.jsonl", progress)
-        _sync_best(work, progress)
-        print(f"resumed from {last_path} at epoch {progress.epoch}, iteration {progress.step}")
-    return progress
-
-
-def save_epoch(work: Path, model, optimizer, scaler, cfg: PretrainConfig, progress: Progress, improved: bool) -> None:
-    """``last.pth`` (the commit), then ``best.pth`` and the metrics line, which a resume can
-    rebuild from it."""
-    ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None, "epoch": progress.epoch,
-            "step": progress.step, "best_top1": progress.best_top1, "best_epoch": progress.best_epoch,
-            "metrics": progress.metrics, "elapsed_s": progress.elapsed_s, "config": cfg.to_dict(),
-            "sampler": {"seed": cfg.run.seed, "epoch": progress.epoch}}
-    atomic_torch_save(work / "last.pth", ckpt)
-    if improved:
-        atomic_torch_save(work / "best.pth", ckpt)
-    append_jsonl(work / "metrics.jsonl", progress.metrics)
-
-
-def run(args: argparse.Namespace) -> int:
-    t0 = time.time()
-    cfg = load_config(args.config, args.cfg_options)
-    d = distributed.init(args.device)
-    work = Path(args.work_dir)
+def setup(cfg: PretrainConfig, work_dir: str | Path, *, resume: bool = False, device: str | None = None,
+          started: float | None = None) -> Parts:
+    """Lock the work dir, build every part of the run (in the order that fixes its random draws),
+    restore them from ``last.pth`` when resuming, and write ``config.json``."""
+    started = time.time() if started is None else started
+    dist = distributed.init(device)
+    work = Path(work_dir)
     name, recipe = run_ids(work, cfg)
-    open_work_dir(work, args.resume, d)
+    open_work_dir(work, resume, is_main=dist.is_main)
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    elif d.device.type == "cuda":
+    elif dist.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    seed_everything(cfg.run.seed + d.rank)
+    seed_everything(cfg.run.seed + dist.rank)
 
-    train_loader, val_loader, sampler, loader_gen, per_proc = build_loaders(cfg, d)
-    m = cfg.model
-    model: ResNet = resnet(m.depth, m.variant, num_classes=m.num_classes, base_channels=m.base_channels,
-                           zero_gamma=m.zero_gamma, init=m.init)
+    loaders = build_loaders(cfg, dist)
+    model_cfg = cfg.model
+    model = resnet(model_cfg.depth, model_cfg.variant, num_classes=model_cfg.num_classes,
+                   base_channels=model_cfg.base_channels, zero_gamma=model_cfg.zero_gamma, init=model_cfg.init)
     arch = model.arch()
     memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
-    model = model.to(d.device, memory_format=memory_format)
-
-    o = cfg.optim
-    peak_lr = linear_scaled_lr(o.lr, cfg.data.batch_size, o.base_batch_size) if o.linear_scaling else o.lr
-    groups, counts = param_groups(model, o.weight_decay, o.no_bias_decay)
-    optimizer = torch.optim.SGD(groups, lr=peak_lr, momentum=o.momentum, nesterov=o.nesterov)
-    scaler = torch.amp.GradScaler(d.device.type) if cfg.run.precision == "fp16" else None
-    s = cfg.schedule
-    steps_per_epoch = len(train_loader)
-
-    def schedule(step: int) -> float:
-        return lr_at(step, peak_lr=peak_lr, steps_per_epoch=steps_per_epoch, epochs=s.epochs,
-                     warmup_epochs=s.warmup_epochs, decay=s.decay, milestones=s.milestones, gamma=s.gamma)
-
-    teacher = None
-    if cfg.loss.distill_teacher:
-        teacher = load_classifier(cfg.loss.distill_teacher).to(d.device, memory_format=memory_format).eval()
-        teacher.requires_grad_(False)
-        if teacher.fc.out_features != m.num_classes:
-            raise CheckpointError(f"teacher {cfg.loss.distill_teacher} predicts {teacher.fc.out_features} classes, "
-                                  f"the student {m.num_classes}")
-    objective = Objective(m.num_classes, cfg.loss.label_smoothing, cfg.loss.mixup_alpha, teacher,
-                          cfg.loss.distill_temperature)
+    model = model.to(dist.device, memory_format=memory_format)
+    optimizer, peak_lr, counts = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler(dist.device.type) if cfg.run.precision == "fp16" else None
+    steps_per_epoch = len(loaders.train)
+    objective = build_objective(cfg, dist.device, memory_format)
 
     progress = Progress()
-    if args.resume and (work / "last.pth").exists():
-        progress = restore(work, cfg, model, optimizer, scaler, d)
-    before = progress.elapsed_s  # the invocations before this one
-
+    if resume and (work / "last.pth").exists():
+        progress = restore(work, cfg, model, optimizer, scaler, is_main=dist.is_main)
     ddp_model = model
-    if d.enabled:
+    if dist.enabled:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
 
     run_info = {"name": name, "arch": arch, "tricks": cfg.tricks(), "global_batch_size": cfg.data.batch_size,
-                "batch_size_per_process": per_proc, "world_size": d.world_size, "base_lr": o.lr,
-                "peak_lr": peak_lr, "param_groups": counts, "steps_per_epoch": steps_per_epoch}
-    writer = None
-    if d.is_main:
+                "batch_size_per_process": loaders.batch_size_per_process, "world_size": dist.world_size,
+                "base_lr": cfg.optim.lr, "peak_lr": peak_lr, "param_groups": counts, "steps_per_epoch": steps_per_epoch}
+    if dist.is_main:
         atomic_write_json(work / "config.json", {"config": cfg.to_dict(), **run_info, **environment()})
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(work / "tb"))
-        print(f"[{name}] ResNet-{m.depth}-{arch['variant']} width {m.base_channels}, tricks: "
+        print(f"[{name}] ResNet-{model_cfg.depth}-{arch['variant']} width {model_cfg.base_channels}, tricks: "
               f"{', '.join(cfg.tricks()) or 'none (baseline)'}; global batch {cfg.data.batch_size} on "
-              f"{d.world_size} process(es), lr {o.lr} -> {peak_lr:g}; weight decay on {counts['decay']} "
+              f"{dist.world_size} process(es), lr {cfg.optim.lr} -> {peak_lr:g}; weight decay on {counts['decay']} "
               f"tensors, none on {counts['no_decay']}")
+    return Parts(cfg, dist, work, name, recipe, model, ddp_model, optimizer, scaler, loaders, objective,
+                 lr_schedule(cfg, peak_lr, steps_per_epoch), peak_lr, progress, run_info, started,
+                 elapsed_before=progress.elapsed_s)
 
-    end_epoch = s.epochs if args.stop_after is None else min(s.epochs, progress.epoch + args.stop_after)
+
+def fit(parts: Parts, stop_after: int | None = None) -> Progress:
+    """Train from where ``parts.progress`` stands to the last epoch, or for ``stop_after`` epochs
+    of this invocation; each epoch ends with its checkpoint, metrics line and TensorBoard points."""
+    cfg, progress, is_main = parts.cfg, parts.progress, parts.dist.is_main
+    epochs = cfg.schedule.epochs
+    end_epoch = epochs if stop_after is None else min(epochs, progress.epoch + stop_after)
+    writer = _tensorboard(parts.work) if is_main else None
     for epoch in range(progress.epoch, end_epoch):
-        es = epoch_seed(cfg.run.seed, epoch, d.rank)
-        seed_everything(es)
-        sampler.set_epoch(epoch)
-        train_loader.dataset.set_epoch(epoch)
-        loader_gen.manual_seed(es)
-        mix_gen = torch.Generator().manual_seed(es)
-        bar = _progress(train_loader, epoch, s.epochs, enabled=d.is_main)
-        try:
-            train_stats = train_one_epoch(
-                ddp_model, bar, optimizer, objective, lr_at=schedule, first_step=progress.step, device=d.device,
-                precision=cfg.run.precision, scaler=scaler, generator=mix_gen,
-                use_mixup=epoch < s.epochs - cfg.loss.mixup_off_epochs, channels_last=cfg.run.channels_last,
-                on_step=_reporter(bar, name, epoch, s.epochs, steps_per_epoch, cfg.run.log_interval)
-                if d.is_main else None)
-            val = evaluate(ddp_model, val_loader, device=d.device, precision=cfg.run.precision,
-                           channels_last=cfg.run.channels_last)
-        except NonFiniteLossError as e:
-            good = work / "last.pth" if (work / "last.pth").exists() else None
-            raise RunError(
-                f"{e} (epoch {epoch}); tricks: {', '.join(cfg.tricks()) or 'none'}, precision {cfg.run.precision}, "
-                f"peak lr {peak_lr:g}. Last good checkpoint: {good or 'none yet'}. Usual causes: fp16 overflow "
-                f"(try run.precision=bf16 or fp32), an lr too high for the batch (add warmup), or bad input data."
-            ) from e
-        except DatasetError as e:  # raised in a loader worker: keep its message, not the worker's traceback
-            raise DatasetError(worker_error_message(e)) from None
-        finally:
-            bar.close()
+        train_stats, val = train_and_evaluate(parts, epoch)
         progress.step = train_stats.pop("next_step")
         progress.epoch = epoch + 1
-        progress.metrics = {"epoch": epoch + 1, "step": progress.step, "lr": schedule(progress.step - 1),
+        progress.metrics = {"epoch": epoch + 1, "step": progress.step, "lr": parts.schedule(progress.step - 1),
                             **train_stats, **val}
-        progress.elapsed_s = before + time.time() - t0
+        progress.elapsed_s = parts.wall_time()
         improved = val["top1"] > progress.best_top1
         if improved:
             progress.best_top1, progress.best_epoch = val["top1"], epoch + 1
-        if d.is_main:
-            save_epoch(work, model, optimizer, scaler, cfg, progress, improved)
-            for k in ("train_loss", "val_loss", "top1", "top5", "lr", "images_per_s"):
-                writer.add_scalar(k, progress.metrics[k], epoch + 1)
+        if is_main:
+            save_epoch(parts.work, parts.model, parts.optimizer, parts.scaler, cfg, progress, improved)
+            for key in ("train_loss", "val_loss", "top1", "top5", "lr", "images_per_s"):
+                writer.add_scalar(key, progress.metrics[key], epoch + 1)
             writer.flush()
-            print(f"[{name}] epoch {epoch + 1}/{s.epochs}: loss {train_stats['train_loss']:.4f}, "
+            print(f"[{parts.name}] epoch {epoch + 1}/{epochs}: loss {train_stats['train_loss']:.4f}, "
                   f"top-1 {val['top1']:.2f}, top-5 {val['top5']:.2f}, {train_stats['images_per_s']:.0f} img/s")
-
-    if d.is_main:
+    if is_main:
         writer.close()
-    if end_epoch < s.epochs:
-        if d.is_main:
-            print(f"[{name}] stopped after epoch {end_epoch}/{s.epochs}; continue with --resume")
-        return 0
-    if d.is_main:
-        device = "cpu" if d.device.type == "cpu" else torch.cuda.get_device_name(d.device)
-        finish(work, name, recipe, model, cfg, progress, run_info, before + time.time() - t0, device)
-    distributed.barrier()
-    return 0
+    return progress
+
+
+def train_and_evaluate(parts: Parts, epoch: int) -> tuple[dict, dict]:
+    """One epoch of training and the validation after it: (training stats, validation metrics).
+    Every random draw of the epoch derives from (seed, epoch, rank)."""
+    cfg, dist, loaders = parts.cfg, parts.dist, parts.loaders
+    epochs = cfg.schedule.epochs
+    seed = epoch_seed(cfg.run.seed, epoch, dist.rank)
+    seed_everything(seed)
+    loaders.sampler.set_epoch(epoch)
+    loaders.train.dataset.set_epoch(epoch)
+    loaders.generator.manual_seed(seed)
+    mixup_generator = torch.Generator().manual_seed(seed)
+    bar = _progress(loaders.train, epoch, epochs, enabled=dist.is_main)
+    on_step = None
+    if dist.is_main:
+        on_step = partial(_log_step, bar, parts.name, epoch, epochs, len(loaders.train), cfg.run.log_interval)
+    try:
+        train_stats = train_one_epoch(
+            parts.ddp_model, bar, parts.optimizer, parts.objective, lr_at=parts.schedule,
+            first_step=parts.progress.step, device=dist.device, precision=cfg.run.precision, scaler=parts.scaler,
+            generator=mixup_generator, use_mixup=epoch < epochs - cfg.loss.mixup_off_epochs,
+            channels_last=cfg.run.channels_last, on_step=on_step)
+        val = evaluate(parts.ddp_model, loaders.val, device=dist.device, precision=cfg.run.precision,
+                       channels_last=cfg.run.channels_last)
+    except NonFiniteLossError as e:
+        good = parts.work / "last.pth" if (parts.work / "last.pth").exists() else None
+        raise RunError(
+            f"{e} (epoch {epoch}); tricks: {', '.join(cfg.tricks()) or 'none'}, precision {cfg.run.precision}, "
+            f"peak lr {parts.peak_lr:g}. Last good checkpoint: {good or 'none yet'}. Usual causes: fp16 overflow "
+            f"(try run.precision=bf16 or fp32), an lr too high for the batch (add warmup), or bad input data."
+        ) from e
+    except DatasetError as e:  # raised in a loader worker: keep its message, not the worker's traceback
+        raise DatasetError(worker_error_message(e)) from None
+    finally:
+        bar.close()
+    return train_stats, val
 
 
 def finish(work: Path, name: str, recipe: str, model: ResNet, cfg: PretrainConfig, progress: Progress,
@@ -329,6 +327,17 @@ def finish(work: Path, name: str, recipe: str, model: ResNet, cfg: PretrainConfi
           f"backbone {backbone_path}, result {work / 'result.json'}")
 
 
+def device_name(device: torch.device) -> str:
+    """The device as result.json records it: ``cpu`` or the GPU's model."""
+    return "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device)
+
+
+def _tensorboard(work: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(work / "tb"))
+
+
 def _progress(loader, epoch: int, epochs: int, *, enabled: bool):
     """A progress bar on a terminal; in a log file (no terminal), periodic lines instead."""
     from tqdm import tqdm
@@ -337,63 +346,34 @@ def _progress(loader, epoch: int, epochs: int, *, enabled: bool):
                 mininterval=1.0, dynamic_ncols=True, leave=False)
 
 
-def _reporter(bar, name: str, epoch: int, epochs: int, steps_per_epoch: int, log_interval: int):
-    def report(st: dict) -> None:
-        if not bar.disable:
-            bar.set_postfix(loss=f"{st['loss']:.3f}", lr=f"{st['lr']:.4g}", img_s=f"{st['images_per_s']:.0f}",
-                            refresh=False)
-        elif st["step"] % log_interval == 0:
-            print(f"[{name}] epoch {epoch + 1}/{epochs} iter {st['step'] - epoch * steps_per_epoch}/{steps_per_epoch}: "
-                  f"loss {st['loss']:.4f}, lr {st['lr']:.4g}, {st['images_per_s']:.0f} img/s", flush=True)
-    return report
-
-
-# Where the data lives and how it is logged may change between a run and its resume.
-RESUME_MAY_CHANGE = {"data.root", "data.workers", "run.log_interval"}
-
-
-def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """Keys (dotted) whose values differ, other than those in RESUME_MAY_CHANGE."""
-    out = []
-    for key in sorted(set(saved) | set(current)):
-        a, b, name = saved.get(key), current.get(key), f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _config_changes(a, b, f"{name}.")
-        elif a != b and name not in RESUME_MAY_CHANGE:
-            out.append(f"{name}: {a!r} -> {b!r}")
-    return out
-
-
-def _sync_metrics(path: Path, progress: Progress) -> None:
-    """``metrics.jsonl`` as the checkpoint has it: one line per epoch up to its epoch. Lines
-    written after it (a kill between the two) go, a torn last line goes, and the checkpoint's
-    own epoch line is written if the kill came before it."""
-    try:
-        lines, torn = read_jsonl(path) if path.exists() else ([], False)
-    except ValueError as e:
-        raise RunError(str(e)) from None
-    kept = [ln for ln in lines if ln.get("epoch", 0) <= progress.epoch]
-    if progress.metrics is not None and not any(ln.get("epoch") == progress.epoch for ln in kept):
-        kept.append(progress.metrics)
-    if torn or kept != lines:
-        atomic_write_bytes(path, "".join(json.dumps(ln, sort_keys=True) + "\n" for ln in kept).encode())
-
-
-def _sync_best(work: Path, progress: Progress) -> None:
-    """``best.pth`` is the checkpoint of the best epoch; a kill between ``last.pth`` and it
-    leaves the previous best, which is replaced here by ``last.pth``'s copy."""
-    best = work / "best.pth"
-    if progress.best_epoch != progress.epoch or progress.epoch == 0:
-        return
-    if best.exists() and torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"] == progress.epoch:
-        return
-    atomic_write_bytes(best, (work / "last.pth").read_bytes())
+def _log_step(bar, name: str, epoch: int, epochs: int, steps_per_epoch: int, log_interval: int, stats: dict) -> None:
+    """One iteration's loss, lr and speed: on the progress bar, or every ``log_interval`` iterations
+    as a line of the log."""
+    if not bar.disable:
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.4g}", img_s=f"{stats['images_per_s']:.0f}",
+                        refresh=False)
+    elif stats["step"] % log_interval == 0:
+        print(f"[{name}] epoch {epoch + 1}/{epochs} iter {stats['step'] - epoch * steps_per_epoch}/{steps_per_epoch}: "
+              f"loss {stats['loss']:.4f}, lr {stats['lr']:.4g}, {stats['images_per_s']:.0f} img/s", flush=True)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    started = time.time()
     try:
-        return run(args)
+        cfg = load_config(args.config, args.cfg_options)
+        parts = setup(cfg, args.work_dir, resume=args.resume, device=args.device, started=started)
+        progress = fit(parts, stop_after=args.stop_after)
+        is_main, epochs = parts.dist.is_main, cfg.schedule.epochs
+        if progress.epoch < epochs:
+            if is_main:
+                print(f"[{parts.name}] stopped after epoch {progress.epoch}/{epochs}; continue with --resume")
+            return 0
+        if is_main:
+            finish(parts.work, parts.name, parts.recipe, parts.model, cfg, progress, parts.run_info,
+                   parts.wall_time(), device_name(parts.dist.device))
+        distributed.barrier()
+        return 0
     except TrickBenchError as e:
         return report(e)
     finally:

@@ -28,7 +28,8 @@ def test_files_get_the_mode_open_would_give(tmp_path, umask, mode):
 # Run in a child so the file-size limit stays there; over it, write() fails with EFBIG.
 UNDER_A_SIZE_LIMIT = """
 import json, resource, signal, sys
-from trickbench.fileio import WriteError, append_jsonl, atomic_write_bytes, atomic_torch_save
+from trickbench.fileio import WriteError, append_jsonl, atomic_write_bytes
+from trickbench.runtime import atomic_torch_save
 write = {"bytes": lambda p: atomic_write_bytes(p, b"x" * 100_000),
          "torch": lambda p: atomic_torch_save(p, {"w": __import__("torch").zeros(100_000)}),
          "jsonl": lambda p: append_jsonl(p, {"x": "y" * 100_000})}[sys.argv[2]]

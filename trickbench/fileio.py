@@ -57,7 +57,9 @@ def _umask() -> int:
     return mask
 
 
-def _atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """``write(f)`` into a temporary file next to ``path``, synced, then renamed over it: a
+    reader sees the old file or the new one, never half of one."""
     path = Path(path)
     tmp = None
     try:
@@ -80,17 +82,11 @@ def _atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return _atomic(path, lambda f: f.write(data))
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
-    import torch
-
-    return _atomic(path, lambda f: torch.save(obj, f))
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:

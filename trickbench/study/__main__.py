@@ -65,6 +65,8 @@ def main(argv=None) -> int:
             return 0
         if args.command == "run":
             check_data(study)
+            for warning in plan.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
         slurm = args.launcher == "slurm" or (args.launcher is None and _submitted_to_slurm(plan))
         if args.command == "status":
             queue = None
@@ -108,9 +110,12 @@ def describe(plan) -> str:
         after = ("after all of: " if not job.after_any else "after (however they end): ")
         deps = "" if not job.deps else f"\n      {after}{', '.join(job.deps) if len(job.deps) <= 4 else f'{len(job.deps)} jobs'}"
         lines.append(f"  {job.id}{note}{deps}\n      python {' '.join(job.argv)}")
-    missing = [f"data.{k} {p}" for k, p in s.data.items() if not p.is_dir()]
+    missing = [f"data.{k} {p}" for k, p in s.roots_read().items() if not p.is_dir()]
     if missing:
         lines += ["", f"note: {', '.join(missing)} does not exist here; run needs it"]
+    if s.pretraining_only:
+        lines += ["", "pretraining only (no downstream configs): the report analyses top-1 and top-5"]
+    lines += [f"\nwarning: {w}" for w in plan.warnings]
     stale = [j for j in plan.jobs if st[j.id].state == "stale"]
     if stale:
         lines += ["", f"{len(stale)} job(s) will run again because their config changed (the old runs are moved to "

@@ -20,10 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from trickbench.paths import REPO
 from trickbench.worklock import lock_work_dir
 
 from .plan import Job, Plan, is_done, last_error
-from .spec import REPO, StudyError
+from .spec import StudyError
 from .workdir import event, job_env, now, set_aside, stamp, write_lineage
 
 PR_SET_PDEATHSIG = 1

@@ -23,6 +23,7 @@ never deleted).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from trickbench import results
 from trickbench.fileio import read_jsonl
 from trickbench.mmconfig import ConfigFileError, check_options, read_config
 from trickbench.pretrain_config import ConfigError, load_config
+from trickbench.tricks import TRICKS, factors, tricks_of, variant_of
 
 from .spec import Recipe, Resources, Study, StudyError
 
@@ -63,6 +65,7 @@ class Plan:
     study: Study
     work_dir: Path
     jobs: tuple[Job, ...]             # dependencies first
+    warnings: tuple[str, ...] = ()    # what the report will not be able to estimate, said before anything runs
     _index: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -127,6 +130,7 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
     runs = work / "runs"
     jobs: list[Job] = []
     pretrain: dict[tuple[str, int], Job] = {}
+    factor_sets: dict[str, tuple[str, ...]] = {}
 
     def run_dir(recipe: str, seed: int) -> Path:
         return runs / recipe / f"seed{seed}"
@@ -146,12 +150,15 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
                     value, _ = str(tj.work_dir), deps.append(tj.id)
                 options[key] = value
             options = {**options, "data.root": str(study.data["imagenet"]), "run.seed": seed}
+            # The fingerprint is of what decides the result; the run's names are not part of it.
             resolved = _pretrain_config(recipe, options)
+            factor_sets.setdefault(recipe.name, _factors(resolved))
+            named = {"run.name": backbone_id(recipe.name, seed), "run.recipe": recipe.name} | options
             wd = run_dir(recipe.name, seed)
             job = Job(
                 id=f"pretrain/{recipe.name}/seed{seed}", stage="pretrain",
                 argv=("pretrain/run.py", "--config", str(recipe.config), "--work-dir", str(wd), "--resume",
-                      "--cfg-options", *option_args(options, f"recipe {recipe.name}")),
+                      "--cfg-options", *option_args(named, f"recipe {recipe.name}")),
                 work_dir=wd, deps=tuple(deps), resources=study.resources["pretrain"],
                 fingerprint=_hash({"stage": "pretrain", "config": resolved,
                                    "teachers": [t.fingerprint for t in pretrain.values() if t.id in deps]}),
@@ -171,7 +178,7 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
                 for seed in recipe.seeds:
                     wd = run_dir(recipe.name, seed) / task / config.stem
                     if recipe.external:
-                        source = ["--backbone", str(recipe.checkpoint), "--name", f"{recipe.name}-seed{seed}",
+                        source = ["--backbone", str(recipe.checkpoint), "--name", backbone_id(recipe.name, seed),
                                   "--recipe", recipe.name]
                         source += ["--top1", str(recipe.top1)] if recipe.top1 is not None else []
                         source += ["--variant", recipe.variant] if recipe.variant else []
@@ -208,7 +215,38 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
                         resources=study.resources["report"],
                         fingerprint=_hash({"argv": argv[5:], "deps": [j.fingerprint for j in jobs if j.id in deps]}),
                         after_any=True))
-    return Plan(study, work, tuple(jobs))
+    return Plan(study, work, tuple(jobs), tuple(_design_warnings(study, factor_sets)))
+
+
+def backbone_id(recipe: str, seed: int) -> str:
+    """The backbone id of one seed of a recipe, unique in the study (``r18d-seed1``)."""
+    return f"{recipe}-seed{seed}"
+
+
+def _factors(resolved: dict) -> tuple[str, ...]:
+    return factors(tricks_of(resolved), variant_of(resolved))
+
+
+def _design_warnings(study: Study, factor_sets: dict[str, tuple[str, ...]]) -> list[str]:
+    """Recipes of one design that the report would not tell apart: the tricks and variant read
+    from their resolved configs (as the report reads them from the results) are the same, though
+    the design gave them different tricks (a trick defined in ``trick_options`` that the trick
+    table does not know, or a trick the base config already has on)."""
+    out = []
+    by_design: dict[str, list[Recipe]] = {}
+    for r in study.recipes:
+        if r.design is not None and r.name in factor_sets:
+            by_design.setdefault(r.design, []).append(r)
+    for design, recipes in by_design.items():
+        for a, b in itertools.combinations(recipes, 2):
+            if factor_sets[a.name] == factor_sets[b.name]:
+                unknown = sorted((set(a.tricks) ^ set(b.tricks)) - set(TRICKS))
+                why = (f"trick(s) {', '.join(unknown)} are not in the trick table (trickbench/tricks.py), so no "
+                       f"result names them" if unknown else "the base config already has those tricks on")
+                out.append(f"{design}: recipes {a.name} and {b.name} have the same tricks and variant in their "
+                           f"configs ({'+'.join(factor_sets[a.name]) or 'none'}): {why}; the report compares them "
+                           f"against the reference, but leaves them out of the trick effects")
+    return out
 
 
 def _teachers_first(recipes: tuple[Recipe, ...]) -> list[Recipe]:

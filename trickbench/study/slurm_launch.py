@@ -21,11 +21,12 @@ import sys
 from pathlib import Path
 
 from trickbench.fileio import append_jsonl, atomic_write_bytes, read_jsonl
+from trickbench.paths import REPO
 from trickbench.worklock import lock_work_dir
 
 from . import slurm
 from .plan import Job, Plan, is_done, is_stale
-from .spec import REPO, Resources
+from .spec import Resources
 from .workdir import event, job_env, now, set_aside, stamp, write_lineage
 
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",

@@ -29,9 +29,17 @@ stack them cumulatively in Tables 4-9): ``cumulative`` (base, base+t1, base+t1+t
 ...), ``one_at_a_time`` (base, and base+t for each t), ``leave_one_out`` (all tricks,
 and all but t for each t) and ``factorial`` (all 2^k combinations). A generated
 recipe is named after its base and the tricks it has on, ``r50d+cosine+mixup``.
-The tricks are :data:`TRICKS`, each the pretrain config keys it sets; a study can
-change what a trick sets (``trick_options``: the paper's mixup also trains 200
-epochs instead of 120, which a 15-epoch laptop recipe cannot copy) or define one.
+The tricks are the suite's one trick table (:mod:`trickbench.tricks`: each name, the
+pretrain config keys it sets, the paper's section), which the result record and the
+report read too: the variants (``resnet_a`` ... ``resnet_d``, one per recipe: a design
+that would give a recipe two is refused) and bundles (``efficient``) are tricks of a
+design like the others. A study can add keys to what a trick sets (``trick_options``:
+the paper's mixup also trains 200 epochs instead of 120, which a 15-epoch laptop recipe
+cannot copy; a laptop's ``efficient`` warms up for half an epoch) or define a new one.
+
+The file is read in two steps: :func:`trickbench.typed.build` checks every key and type
+against :class:`StudyFile` (the file as written), then :func:`_resolve` checks what the
+values mean (names, files, seeds, teachers) and makes the :class:`Study` the plan reads.
 """
 from __future__ import annotations
 
@@ -42,34 +50,118 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trickbench.mmconfig import ConfigFileError, check_options, read_config
+from trickbench import tricks as trick_table
 from trickbench.errors import TrickBenchError
-from trickbench.paths import REPO
+from trickbench.mmconfig import ConfigFileError, check_options, read_config
+from trickbench.paths import candidates
+from trickbench.typed import ConfigError, build
 
 STAGES = ("pretrain", "detection", "segmentation", "report")
 DESIGNS = ("cumulative", "one_at_a_time", "leave_one_out", "factorial")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-
-# The paper's tricks as pretrain config keys (He et al. 2019). Model tweaks (§4) are
-# variants: compare them one at a time, not stacked.
-TRICKS: dict[str, dict[str, Any]] = {
-    "linear_scaling": {"optim.linear_scaling": True},    # §3.1
-    "warmup": {"schedule.warmup_epochs": 5},              # §3.1, 5 epochs
-    "zero_gamma": {"model.zero_gamma": True},             # §3.1
-    "no_bias_decay": {"optim.no_bias_decay": True},       # §3.1
-    "fp16": {"run.precision": "fp16"},                    # §3.2
-    "resnet_b": {"model.variant": "B"},                   # §4.2, Figure 2a
-    "resnet_c": {"model.variant": "C"},                   # §4.2, Figure 2b
-    "resnet_d": {"model.variant": "D"},                   # §4.2, Figure 2c
-    "cosine": {"schedule.decay": "cosine"},               # §5.1
-    "label_smoothing": {"loss.label_smoothing": 0.1},     # §5.2, eps = 0.1
-    "distill": {"loss.distill_teacher": "@teacher"},      # §5.3, T = 20 (the config's distill_temperature)
-    "mixup": {"loss.mixup_alpha": 0.2},                   # §5.4, alpha = 0.2
-}
+DATA_ROOTS = {"imagenet": "pretraining", "voc": "detection", "ade20k": "segmentation"}
 
 
 class StudyError(TrickBenchError, ValueError):
     """A study file that cannot be run; the message names the file, the key and the fix."""
+
+
+# ---------------------------------------------------------------- the file as written
+
+
+@dataclass
+class RecipeEntry:
+    name: Any = None
+    config: str | None = None
+    options: dict[str, Any] | None = None
+    checkpoint: str | None = None
+    top1: float | None = None
+    variant: str | None = None
+    seeds: list[int] | None = None
+    downstream: bool = True
+
+
+@dataclass
+class DesignEntry:
+    type: Any = None
+    name: Any = None
+    base: str | None = None
+    tricks: Any = None
+    options: dict[str, Any] | None = None
+    teacher: str | None = None
+    seeds: list[int] | None = None
+    downstream: bool = True
+
+
+@dataclass
+class DownstreamOptions:
+    detection: dict[str, Any] | None = None
+    segmentation: dict[str, Any] | None = None
+
+
+@dataclass
+class DownstreamEntry:
+    detection: list[str] | str | None = None
+    segmentation: list[str] | str | None = None
+    options: DownstreamOptions | None = None
+
+
+@dataclass
+class DataEntry:
+    imagenet: str | None = None
+    voc: str | None = None
+    ade20k: str | None = None
+
+
+@dataclass
+class ResourcesEntry:
+    gpus: int | None = None
+    nodes: int | None = None
+    cpus: int | None = None
+    mem: str | None = None
+    time: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    extra: list[str] | None = None
+
+
+@dataclass
+class StageResources:
+    pretrain: ResourcesEntry | None = None
+    detection: ResourcesEntry | None = None
+    segmentation: ResourcesEntry | None = None
+    report: ResourcesEntry | None = None
+
+
+@dataclass
+class SlurmEntry:
+    """Defaults of every stage's Slurm resources, and the requeue signal's lead time."""
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    extra: list[str] | None = None
+    time: str | None = None
+    cpus: int | None = None
+    mem: str | None = None
+    requeue_signal_s: int = 120
+
+
+@dataclass
+class StudyFile:
+    name: Any = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    data: DataEntry | None = None
+    recipes: list[RecipeEntry] | None = None
+    designs: list[DesignEntry] | None = None
+    trick_options: dict[str, dict[str, Any] | None] | None = None
+    downstream: DownstreamEntry | None = None
+    reference: str | None = None
+    resources: StageResources | None = None
+    slurm: SlurmEntry | None = None
+
+
+# ---------------------------------------------------------------- the study the plan reads
 
 
 @dataclass(frozen=True)
@@ -97,6 +189,7 @@ class Recipe:
     seeds: tuple[int, ...] = ()
     downstream: bool = True                 # fine-tune it (False for a teacher only)
     tricks: tuple[str, ...] = ()            # the design's tricks it has on (generated recipes)
+    design: str | None = None               # the design that made it ("designs[0]")
 
     @property
     def external(self) -> bool:
@@ -127,15 +220,18 @@ class Study:
                 return r
         raise KeyError(name)
 
+    def roots_read(self) -> dict[str, Path]:
+        """The data roots its jobs read: ImageNet if a recipe is pretrained, VOC and ADE20K if a
+        recipe is fine-tuned in detection or segmentation. A root set but not read is not needed."""
+        pretrained = any(not r.external for r in self.recipes)
+        fine_tuned = any(r.downstream for r in self.recipes)
+        needed = {"imagenet": pretrained, "voc": fine_tuned and bool(self.detection),
+                  "ade20k": fine_tuned and bool(self.segmentation)}
+        return {k: p for k, p in self.data.items() if needed[k]}
 
-KEYS = {"name", "seeds", "data", "recipes", "designs", "trick_options", "downstream", "reference", "resources",
-        "slurm"}
-RECIPE_KEYS = {"name", "config", "options", "checkpoint", "top1", "variant", "seeds", "downstream"}
-DESIGN_KEYS = {"type", "name", "base", "tricks", "options", "teacher", "seeds", "downstream"}
-DOWNSTREAM_KEYS = {"detection", "segmentation", "options"}
-RESOURCE_KEYS = {"gpus", "nodes", "cpus", "mem", "time", "partition", "account", "qos", "extra"}
-SLURM_KEYS = {"partition", "account", "qos", "extra", "requeue_signal_s", "time", "cpus", "mem"}
-DATA_KEYS = {"imagenet", "voc", "ade20k"}
+    @property
+    def pretraining_only(self) -> bool:
+        return not (self.detection or self.segmentation)
 
 
 def load_study(path: str | Path, options: dict[str, Any] | None = None) -> Study:
@@ -148,45 +244,38 @@ def load_study(path: str | Path, options: dict[str, Any] | None = None) -> Study
         if options:
             cfg.merge_from_dict(check_options(values, options, str(path)))
             values = cfg.to_dict()
-    except ConfigFileError as e:
-        raise StudyError(str(e)) from None
-    return _parse(values, path)
+        raw = build(StudyFile, values, noun="key")
+    except (ConfigFileError, ConfigError) as e:
+        raise StudyError(str(e) if isinstance(e, ConfigFileError) else f"{path}: {e}") from None
+    return _resolve(raw, path)
 
 
 def check_data(study: Study) -> None:
-    """Every data root the study reads exists; run before anything is started or submitted."""
-    for key, root in study.data.items():
+    """Every data root the study's jobs read exists; run before anything is started or submitted."""
+    for key, root in study.roots_read().items():
         if not root.is_dir():
             raise StudyError(f"{study.source}: data.{key} {root} does not exist; point data.{key} at the dataset "
                              f"(or --cfg-options data.{key}=PATH), or create it first")
-
-
-def _unknown(where: str, values: dict, known: set[str], path: Path) -> None:
-    if not isinstance(values, dict):
-        raise StudyError(f"{path}: {where} must be a dict, not {values!r}")
-    for key in sorted(set(values) - known):
-        close = difflib.get_close_matches(str(key), known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise StudyError(f"{path}: unknown key {where}{key}{hint}; known: {', '.join(sorted(known))}")
 
 
 def _file(value: Any, where: str, path: Path, *, must_exist: bool = True) -> Path:
     """A path from the study: relative to the working directory, else to the repository."""
     if not isinstance(value, (str, Path)) or not str(value):
         raise StudyError(f"{path}: {where} must be a path, not {value!r}")
-    p = Path(value).expanduser()
-    for candidate in ([p] if p.is_absolute() else [Path.cwd() / p, REPO / p]):
+    for candidate in candidates(value):
         if candidate.exists():
             return candidate.resolve()
     if must_exist:
-        raise StudyError(f"{path}: {where} {value} does not exist (looked in {Path.cwd()} and {REPO}); fix the "
-                         f"path, or create it first")
-    return (p if p.is_absolute() else Path.cwd() / p).resolve()
+        looked = ", ".join(str(c.parent) for c in candidates(value))
+        raise StudyError(f"{path}: {where} {value} does not exist (looked in {looked}); fix the path, or create "
+                         f"it first")
+    return candidates(value)[0].resolve()
 
 
-def _seeds(value: Any, where: str, path: Path) -> tuple[int, ...]:
-    if (not isinstance(value, (list, tuple)) or not value
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+def _seeds(value: list[int] | None, default: tuple[int, ...], where: str, path: Path) -> tuple[int, ...]:
+    if value is None:
+        return default
+    if not value or any(s < 0 for s in value):
         raise StudyError(f"{path}: {where} must be a non-empty list of integers >= 0, not {value!r}")
     if len(set(value)) != len(value):
         raise StudyError(f"{path}: {where} {list(value)} names a seed twice")
@@ -200,46 +289,30 @@ def _name(value: Any, where: str, path: Path) -> str:
     return value
 
 
-def _options(value: Any, where: str, path: Path) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise StudyError(f'{path}: {where} must be a dict of config keys, e.g. {{"schedule.epochs": 30}}')
-    return dict(value)
+def _close(value: Any, known) -> str:
+    close = difflib.get_close_matches(str(value), list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def slug(trick: str) -> str:
     return trick.replace("_", "-")
 
 
-def _parse(v: dict, path: Path) -> Study:
-    _unknown("", v, KEYS, path)
-    name = _name(v.get("name", path.stem), "name", path)
-    seeds = _seeds(v.get("seeds", [0]), "seeds", path)
-
-    data_v = v.get("data") or {}
-    _unknown("data.", data_v, DATA_KEYS, path)
+def _resolve(v: StudyFile, path: Path) -> Study:
+    name = _name(v.name if v.name is not None else path.stem, "name", path)
+    seeds = _seeds(v.seeds, (0,), "seeds", path)
     # checked when the study runs (check_data), so that a plan can be printed on a machine without the data
-    data = {k: _file(p, f"data.{k}", path, must_exist=False) for k, p in data_v.items() if p is not None}
+    data_v = v.data or DataEntry()
+    data = {k: _file(getattr(data_v, k), f"data.{k}", path, must_exist=False)
+            for k in DATA_ROOTS if getattr(data_v, k) is not None}
 
-    tricks = dict(TRICKS)
-    to = v.get("trick_options") or {}
-    if not isinstance(to, dict):
-        raise StudyError(f"{path}: trick_options must be a dict of trick name -> config keys")
-    for t, opts in to.items():
-        tricks[t] = _options(opts, f"trick_options.{t}", path)
+    settings = {t: trick_table.settings(t) for t in trick_table.TRICKS}
+    for t, opts in (v.trick_options or {}).items():
+        settings[t] = {**settings.get(t, {}), **(opts or {})}
 
-    recipes: list[Recipe] = []
-    raw_recipes = v.get("recipes") or []
-    if not isinstance(raw_recipes, (list, tuple)):
-        raise StudyError(f"{path}: recipes must be a list of dict(name=..., config=...) entries")
-    for i, r in enumerate(raw_recipes):
-        recipes.append(_recipe(r, f"recipes[{i}]", path, seeds))
-    raw_designs = v.get("designs") or []
-    if not isinstance(raw_designs, (list, tuple)):
-        raise StudyError(f"{path}: designs must be a list of dict(type=..., base=..., tricks=[...]) entries")
-    for i, d in enumerate(raw_designs):
-        for r in _design(d, f"designs[{i}]", path, seeds, tricks):
+    recipes = [_recipe(r, f"recipes[{i}]", path, seeds) for i, r in enumerate(v.recipes or [])]
+    for i, d in enumerate(v.designs or []):
+        for r in _design(d, f"designs[{i}]", path, seeds, settings):
             same = [o for o in recipes if o.name == r.name]
             if same and (same[0].config, same[0].options) == (r.config, r.options):
                 continue  # two designs share their base recipe
@@ -253,92 +326,66 @@ def _parse(v: dict, path: Path) -> Study:
     for r in recipes:
         for t in r.teachers():
             if t not in names:
-                close = difflib.get_close_matches(t, names, n=1)
                 raise StudyError(f"{path}: recipe {r.name} reads the pretrain run of recipe {t!r}, which the study "
-                                 f"does not have" + (f" (did you mean {close[0]}?)" if close else ""))
+                                 f"does not have" + _close(t, names))
             if recipes[names.index(t)].external:
                 raise StudyError(f"{path}: recipe {r.name} reads the pretrain run of {t}, an external checkpoint; "
                                  f"give the file itself as the option's value instead")
     _check_cycles(recipes, path)
 
-    ds = v.get("downstream") or {}
-    _unknown("downstream.", ds, DOWNSTREAM_KEYS, path)
-    det = tuple(_file(c, "downstream.detection", path) for c in _list(ds.get("detection"), "downstream.detection", path))
-    seg = tuple(_file(c, "downstream.segmentation", path)
-                for c in _list(ds.get("segmentation"), "downstream.segmentation", path))
-    for task, configs in (("detection", det), ("segmentation", seg)):
-        stems = [c.stem for c in configs]
+    ds = v.downstream or DownstreamEntry()
+    configs = {}
+    for task in ("detection", "segmentation"):
+        given = getattr(ds, task)
+        files = tuple(_file(c, f"downstream.{task}", path) for c in ([given] if isinstance(given, str) else given or []))
+        stems = [c.stem for c in files]
         if len(set(stems)) != len(stems):
             raise StudyError(f"{path}: downstream.{task} has two configs with the same file name; a run's folder "
                              f"is named after it")
-    ds_opts = ds.get("options") or {}
-    _unknown("downstream.options.", ds_opts, {"detection", "segmentation"}, path)
-    downstream_options = {t: _options(ds_opts.get(t), f"downstream.options.{t}", path)
-                          for t in ("detection", "segmentation")}
-    if det and "voc" not in data:
-        raise StudyError(f"{path}: downstream.detection is set but data.voc is not; add data = dict(voc=...)")
-    if seg and "ade20k" not in data:
-        raise StudyError(f"{path}: downstream.segmentation is set but data.ade20k is not; add data = dict(ade20k=...)")
+        configs[task] = files
+    ds_opts = ds.options or DownstreamOptions()
+    downstream_options = {t: dict(getattr(ds_opts, t) or {}) for t in ("detection", "segmentation")}
+    for key, task in (("voc", "detection"), ("ade20k", "segmentation")):
+        if configs[task] and key not in data:
+            raise StudyError(f"{path}: downstream.{task} is set but data.{key} is not; add data = dict({key}=...)")
     if any(not r.external for r in recipes) and "imagenet" not in data:
         raise StudyError(f"{path}: recipes are pretrained but data.imagenet is not set; add data = dict(imagenet=...)")
 
-    reference = v.get("reference")
-    if reference is not None and reference not in names:
-        close = difflib.get_close_matches(str(reference), names, n=1)
-        raise StudyError(f"{path}: reference {reference!r} is not a recipe of the study"
-                         + (f" (did you mean {close[0]}?)" if close else f"; recipes: {', '.join(names)}"))
+    if v.reference is not None and v.reference not in names:
+        raise StudyError(f"{path}: reference {v.reference!r} is not a recipe of the study"
+                         + (_close(v.reference, names) or f"; recipes: {', '.join(names)}"))
 
-    slurm = v.get("slurm") or {}
-    _unknown("slurm.", slurm, SLURM_KEYS, path)
-    signal_s = slurm.get("requeue_signal_s", 120)
-    if not isinstance(signal_s, int) or signal_s < 0:
+    slurm = v.slurm or SlurmEntry()
+    if slurm.requeue_signal_s < 0:
         raise StudyError(f"{path}: slurm.requeue_signal_s must be an integer >= 0 (seconds before the time limit)")
-    res_v = v.get("resources") or {}
-    _unknown("resources.", res_v, set(STAGES), path)
-    resources = {s: _resources({**{k: x for k, x in slurm.items() if k != "requeue_signal_s"}, **(res_v.get(s) or {})},
-                               f"resources.{s}", path) for s in STAGES}
-    return Study(name, path.resolve(), seeds, tuple(recipes), data, det, seg, downstream_options, reference,
-                 resources, signal_s)
+    stages = v.resources or StageResources()
+    resources = {s: _resources(slurm, getattr(stages, s), f"resources.{s}", path) for s in STAGES}
+    return Study(name, path.resolve(), seeds, tuple(recipes), data, configs["detection"], configs["segmentation"],
+                 downstream_options, v.reference, resources, slurm.requeue_signal_s)
 
 
-def _list(value: Any, where: str, path: Path) -> list:
-    if value is None:
-        return []
-    if isinstance(value, (str, Path)):
-        return [value]
-    if not isinstance(value, (list, tuple)):
-        raise StudyError(f"{path}: {where} must be a list of config files")
-    return list(value)
-
-
-def _recipe(r: Any, where: str, path: Path, seeds: tuple[int, ...]) -> Recipe:
-    _unknown(f"{where}.", r, RECIPE_KEYS, path)
-    name = _name(r.get("name"), f"{where}.name", path)
+def _recipe(r: RecipeEntry, where: str, path: Path, seeds: tuple[int, ...]) -> Recipe:
+    name = _name(r.name, f"{where}.name", path)
     where = f"recipe {name}"
-    if (r.get("config") is None) == (r.get("checkpoint") is None):
+    if (r.config is None) == (r.checkpoint is None):
         raise StudyError(f"{path}: {where} needs exactly one of config (a pretrain config to train) and checkpoint "
                          f"(an external weights file)")
-    top1 = r.get("top1")
-    if top1 is not None and (not isinstance(top1, (int, float)) or isinstance(top1, bool) or not 0 <= top1 <= 100):
-        raise StudyError(f"{path}: {where}: top1 must be a percentage, not {top1!r}")
-    if r.get("checkpoint") is None and (top1 is not None or r.get("variant") is not None):
+    if r.top1 is not None and not 0 <= r.top1 <= 100:
+        raise StudyError(f"{path}: {where}: top1 must be a percentage, not {r.top1!r}")
+    if r.checkpoint is None and (r.top1 is not None or r.variant is not None):
         raise StudyError(f"{path}: {where}: top1 and variant are for external checkpoints; a trained recipe "
                          f"measures its own top-1")
-    if r.get("checkpoint") is not None and r.get("options"):
+    if r.checkpoint is not None and r.options:
         raise StudyError(f"{path}: {where}: options apply to a pretrain config, and an external checkpoint has none")
-    variant = r.get("variant")
-    if variant is not None and variant not in tuple("ABCD"):
-        raise StudyError(f"{path}: {where}: variant must be A, B, C or D, not {variant!r}")
-    if not isinstance(r.get("downstream", True), bool):
-        raise StudyError(f"{path}: {where}: downstream must be True or False")
+    if r.variant is not None and r.variant not in trick_table.VARIANTS:
+        raise StudyError(f"{path}: {where}: variant must be A, B, C or D, not {r.variant!r}")
     return Recipe(
         name=name,
-        config=_file(r["config"], f"{where}: config", path) if r.get("config") is not None else None,
-        options=_options(r.get("options"), f"{where}: options", path),
-        checkpoint=_file(r["checkpoint"], f"{where}: checkpoint", path) if r.get("checkpoint") is not None else None,
-        top1=None if top1 is None else float(top1), variant=variant,
-        seeds=_seeds(r["seeds"], f"{where}: seeds", path) if r.get("seeds") is not None else seeds,
-        downstream=r.get("downstream", True))
+        config=_file(r.config, f"{where}: config", path) if r.config is not None else None,
+        options=dict(r.options or {}),
+        checkpoint=_file(r.checkpoint, f"{where}: checkpoint", path) if r.checkpoint is not None else None,
+        top1=r.top1, variant=r.variant, seeds=_seeds(r.seeds, seeds, f"{where}: seeds", path),
+        downstream=r.downstream)
 
 
 def design_sets(kind: str, tricks: list[str]) -> list[tuple[str, ...]]:
@@ -355,46 +402,46 @@ def design_sets(kind: str, tricks: list[str]) -> list[tuple[str, ...]]:
     raise ValueError(kind)
 
 
-def _design(d: Any, where: str, path: Path, seeds: tuple[int, ...], tricks: dict[str, dict]) -> list[Recipe]:
-    _unknown(f"{where}.", d, DESIGN_KEYS, path)
-    kind = d.get("type")
-    if kind not in DESIGNS:
-        close = difflib.get_close_matches(str(kind), DESIGNS, n=1)
-        raise StudyError(f"{path}: {where}.type {kind!r} is not a design" + (f" (did you mean {close[0]}?)" if close
-                         else "") + f"; designs: {', '.join(DESIGNS)}")
-    base_name = _name(d.get("name"), f"{where}.name", path)
-    names = d.get("tricks")
+def _design(d: DesignEntry, where: str, path: Path, seeds: tuple[int, ...],
+            settings: dict[str, dict[str, Any]]) -> list[Recipe]:
+    if d.type not in DESIGNS:
+        raise StudyError(f"{path}: {where}.type {d.type!r} is not a design" + _close(d.type, DESIGNS)
+                         + f"; designs: {', '.join(DESIGNS)}")
+    base_name = _name(d.name, f"{where}.name", path)
+    names = d.tricks
     if not isinstance(names, (list, tuple)) or not names or not all(isinstance(t, str) for t in names):
         raise StudyError(f"{path}: {where}.tricks must be a non-empty list of trick names; known: "
-                         f"{', '.join(tricks)}")
+                         f"{', '.join(settings)}")
     if len(set(names)) != len(names):
         raise StudyError(f"{path}: {where}.tricks {list(names)} names a trick twice")
     for t in names:
-        if t not in tricks:
-            close = difflib.get_close_matches(t, tricks, n=1)
-            raise StudyError(f"{path}: {where}: unknown trick {t!r}" + (f" (did you mean {close[0]}?)" if close else "")
-                             + f"; known: {', '.join(tricks)}; define a new one in trick_options")
-    if kind == "factorial" and len(names) > 8:
+        if t not in settings:
+            raise StudyError(f"{path}: {where}: unknown trick {t!r}" + _close(t, settings)
+                             + f"; known: {', '.join(settings)}; define a new one in trick_options")
+    if d.type == "factorial" and len(names) > 8:
         raise StudyError(f"{path}: {where}: a factorial design of {len(names)} tricks is {2 ** len(names)} recipes; "
                          f"use leave_one_out or one_at_a_time")
-    teacher = d.get("teacher")
-    base_opts = _options(d.get("options"), f"{where}.options", path)
-    config = _file(d.get("base"), f"{where}.base", path)
+    config = _file(d.base, f"{where}.base", path)
+    design_seeds = _seeds(d.seeds, seeds, f"{where}.seeds", path)
     out = []
-    for on in design_sets(kind, list(names)):
-        opts = dict(base_opts)
+    for on in design_sets(d.type, list(names)):
+        recipe = "+".join([base_name, *map(slug, on)])
+        variants = [t for t in on if t in trick_table.TRICKS and trick_table.TRICKS[t].kind == "variant"]
+        if len(variants) > 1:
+            raise StudyError(f"{path}: {where} ({d.type}) makes recipe {recipe} with two variants "
+                             f"({', '.join(variants)}); a recipe has one variant: vary them one_at_a_time, or in "
+                             f"designs of their own")
+        opts = dict(d.options or {})
         for t in on:
-            for key, value in tricks[t].items():
-                if value == "@teacher":
-                    if teacher is None:
+            for key, value in settings[t].items():
+                if value == trick_table.TEACHER:
+                    if d.teacher is None:
                         raise StudyError(f"{path}: {where}: trick {t} needs a teacher; set teacher='RECIPE' in the "
                                          f"design")
-                    value = f"@{teacher}"
+                    value = f"@{d.teacher}"
                 opts[key] = value
-        name = "+".join([base_name, *map(slug, on)])
-        out.append(Recipe(name=name, config=config, options=opts, tricks=tuple(on),
-                          seeds=_seeds(d["seeds"], f"{where}.seeds", path) if d.get("seeds") is not None else seeds,
-                          downstream=d.get("downstream", True)))
+        out.append(Recipe(name=recipe, config=config, options=opts, tricks=tuple(on), seeds=design_seeds,
+                          downstream=d.downstream, design=where))
     return out
 
 
@@ -418,19 +465,13 @@ def _check_cycles(recipes: list[Recipe], path: Path) -> None:
         visit(r.name, [])
 
 
-def _resources(v: dict, where: str, path: Path) -> Resources:
-    _unknown(f"{where}.", v, RESOURCE_KEYS, path)
+def _resources(slurm: SlurmEntry, stage: ResourcesEntry | None, where: str, path: Path) -> Resources:
+    """A stage's resources: the study's Slurm defaults, then the stage's own keys."""
+    keys = [f for f in ResourcesEntry.__dataclass_fields__]
+    merged = {k: getattr(slurm, k) for k in keys if getattr(slurm, k, None) is not None}
+    merged |= {k: getattr(stage, k) for k in keys if stage is not None and getattr(stage, k) is not None}
     for key in ("gpus", "nodes", "cpus"):
-        x = v.get(key)
-        if x is not None and (not isinstance(x, int) or isinstance(x, bool) or x < (1 if key != "gpus" else 0)):
-            raise StudyError(f"{path}: {where}.{key} must be an integer >= {1 if key != 'gpus' else 0}, not {x!r}")
-    for key in ("mem", "time", "partition", "account", "qos"):
-        x = v.get(key)
-        if x is not None and not isinstance(x, str):
-            raise StudyError(f"{path}: {where}.{key} must be a string, not {x!r}")
-    extra = v.get("extra") or ()
-    if isinstance(extra, str) or not all(isinstance(e, str) for e in extra):
-        raise StudyError(f"{path}: {where}.extra must be a list of sbatch options, e.g. ['--constraint=a100']")
-    return Resources(gpus=v.get("gpus") or 0, nodes=v.get("nodes") or 1, cpus=v.get("cpus"), mem=v.get("mem"),
-                     time=v.get("time"), partition=v.get("partition"), account=v.get("account"), qos=v.get("qos"),
-                     extra=tuple(extra))
+        x, least = merged.get(key), (0 if key == "gpus" else 1)
+        if x is not None and x < least:
+            raise StudyError(f"{path}: {where}.{key} must be an integer >= {least}, not {x!r}")
+    return Resources(**{**merged, "extra": tuple(merged.get("extra") or ())})

@@ -1,0 +1,56 @@
+"""The part of the bottom package that needs torch: the environment a run records (CUDA,
+GPUs, processes), the result record written with it, and checkpoints saved atomically.
+The stages import it; the analysis (``evaluation/``) never does.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import results
+from .fileio import atomic_write
+from .runinfo import git_commit, now, study_lineage, versions
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (:func:`trickbench.fileio.atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "host": platform.node(),
+        "command": [sys.executable, *sys.argv],
+        "cuda": torch.version.cuda,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+    }
+
+
+def write_result(work_dir: str | os.PathLike, *, stage: str, backbone: str, recipe: str | None = None,
+                 seed: int | None, metrics: dict[str, float], config: dict, checkpoint: str | os.PathLike | None,
+                 wall_time_s: float, images_seen: int | None = None, arch: dict | None = None, tricks=(),
+                 top1: float | None = None, config_file: str | None = None, backbone_sha256: str | None = None,
+                 pretrain_dir: str | None = None, device: str | None = None, **extra: Any) -> Path:
+    """``result.json`` (:mod:`trickbench.results`), written atomically: the one file the
+    leaderboard and the analysis read from a run. Metrics are percentages, like the
+    papers: ``top1``/``top5``; ``map`` (VOC07 11-point mAP at IoU 0.5); ``miou``/``aacc``/``macc``.
+    The cost counts one device per process; ``device`` is the kind the run used (default:
+    the first visible GPU, else "cpu")."""
+    env = environment()
+    study = study_lineage()
+    device = device or (env["gpus"][0] if env["gpus"] else "cpu")
+    cost = results.Cost(round(float(wall_time_s), 3), device, env["world_size"], images_seen)
+    record = results.Result(
+        stage=stage, backbone=backbone, recipe=recipe or backbone, seed=seed,
+        metrics={k: float(v) for k, v in metrics.items()}, cost=cost, finished_at=now(), config=config,
+        checkpoint=str(checkpoint) if checkpoint is not None else None, arch=arch, tricks=tuple(tricks), top1=top1,
+        config_file=config_file, backbone_sha256=backbone_sha256, pretrain_dir=pretrain_dir, study=study, extra={**env, **extra})
+    return results.write(work_dir, record)
