@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, ok, run_cli
-from trickbench import results
+from trickbench import results, tricks
+from trickbench.pretrain_config import load_config
 from trickbench.study import plan as plan_mod
 from trickbench.study.spec import design_sets, load_study
 
@@ -151,6 +152,51 @@ downstream = dict(detection=["{DET}"])
     assert plan_mod.is_stale(job) == "its result was not made by this study"
 
 
+def factors_of(recipe) -> tuple[str, ...]:
+    """What the report will read from the recipe's runs: the tricks and variant of its resolved config."""
+    cfg = load_config(recipe.config, recipe.options).to_dict()
+    return tricks.factors(tricks.tricks_of(cfg), tricks.variant_of(cfg))
+
+
+EFFICIENT = ("linear_scaling", "warmup", "zero_gamma", "no_bias_decay")
+
+
+def test_designs_over_the_variant_and_the_efficient_bundle_make_the_sets_they_name(tmp_path):
+    """The variant is a factor with one level per recipe (B the reference), and a bundle a trick:
+    the recipes a design makes differ, in their configs, exactly as the design says."""
+    study = load_study(write_study(tmp_path, data_lines(tmp_path) + f'''
+designs = [dict(type="one_at_a_time", name="r18", base="{PRETRAIN}", tricks=["resnet_d", "cosine"]),
+           dict(type="factorial", name="r18", base="{PRETRAIN}", tricks=["resnet_d", "efficient"])]
+trick_options = dict(efficient={{"schedule.warmup_epochs": 1, "data.batch_size": 32}})
+'''))
+    assert {r.name: factors_of(r) for r in study.recipes} == {
+        "r18": (), "r18+resnet-d": ("resnet_d",), "r18+cosine": ("cosine",),
+        "r18+efficient": EFFICIENT, "r18+resnet-d+efficient": (*EFFICIENT, "resnet_d")}
+    # the bundle sets its members, and the batch size the study gives it
+    assert study.recipe("r18+efficient").options == {
+        "optim.linear_scaling": True, "schedule.warmup_epochs": 1, "model.zero_gamma": True,
+        "optim.no_bias_decay": True, "data.batch_size": 32}
+    plan = plan_mod.build(study, tmp_path / "w")
+    assert plan.warnings == ()
+    job = plan.job("pretrain/r18+resnet-d/seed0")
+    assert "run.name=r18+resnet-d-seed0" in job.argv and "run.recipe=r18+resnet-d" in job.argv
+
+
+def test_a_trick_the_table_does_not_know_is_named_before_anything_runs(tmp_path):
+    """A trick defined in the study alone changes the config, but no result can name it: the plan
+    says that the report will not tell its recipes apart."""
+    path = write_study(tmp_path, data_lines(tmp_path) + f'''
+designs = [dict(type="one_at_a_time", name="r18", base="{PRETRAIN}", tricks=["long", "cosine"])]
+trick_options = dict(long={{"schedule.epochs": 30}})
+''')
+    plan = plan_mod.build(load_study(path), tmp_path / "w")
+    (warning,) = plan.warnings
+    assert "recipes r18 and r18+long have the same tricks and variant" in warning
+    assert "long are not in the trick table" in warning
+    out = ok(run_cli("-m", "trickbench.study", "plan", str(path))).stdout
+    assert "warning: designs[0]: recipes r18 and r18+long" in out
+
+
 @pytest.mark.parametrize("body, message", [
     ('recipes = [dict(name="a", config="{p}")]\nseed = [0]', "unknown key seed (did you mean seeds?)"),
     ('designs = [dict(type="cumulative", name="a", base="{p}", tricks=["cosine", "label_smoothin"])]',
@@ -169,6 +215,10 @@ downstream = dict(detection=["{DET}"])
     ('recipes = [dict(name="a/b", config="{p}")]', "is not a name"),
     ('designs = [dict(type="cumulative", name="a", base="{p}", tricks=["distill"])]', "needs a teacher"),
     ('recipes = [dict(name="a", config="{p}", options={{"run.name": "x,y"}})]', "does not survive the command line"),
+    ('designs = [dict(type="factorial", name="a", base="{p}", tricks=["resnet_c", "resnet_d"])]',
+     "makes recipe a+resnet-c+resnet-d with two variants (resnet_c, resnet_d); a recipe has one variant"),
+    ('recipes = [dict(name="a", config="{p}", seeds=[0, 0])]', "names a seed twice"),
+    ('recipes = [dict(name="a", config="{p}", top1="high")]', "top1 must be a float, not 'high'"),
 ])
 def test_bad_study_files_are_refused_naming_the_problem(tmp_path, body, message):
     path = write_study(tmp_path, data_lines(tmp_path) + body.format(p=PRETRAIN) + "\n")
@@ -312,3 +362,29 @@ def test_a_failing_job_skips_its_dependents_and_not_the_others(synthetic, tmp_pa
     assert set(metrics) == {f"{s}/r18{t}/seed0" for s in ("pretrain", f"detection/{Path(DET).stem}",
                                                          f"segmentation/{Path(SEG).stem}") for t in ("", "+cosine")}
     assert (tmp_path / "w" / "report" / "report.md").exists()  # the report covers what finished
+
+
+@pytest.mark.slow
+def test_a_pretraining_only_study_runs_with_imagenet_alone_and_reports_both_factors(synthetic, tmp_path):
+    """The paper's Tables 3-6 are ImageNet-only: such a study runs where VOC and ADE20K are not on
+    disk, and its report analyses top-1: here a 2x2 of the variant and the efficient bundle,
+    whose two main effects the report estimates."""
+    path = write_study(tmp_path, f'''
+name = "imagenet-only"
+seeds = [0]
+data = dict(imagenet="{synthetic['imagenet']}", voc="/nonexistent/VOCdevkit", ade20k="/nonexistent/ADE")
+designs = [dict(type="factorial", name="r18", base="{PRETRAIN}", tricks=["resnet_d", "efficient"],
+                options={{"schedule.epochs": 1, "schedule.milestones": [1], "data.workers": 0}})]
+trick_options = dict(efficient={{"schedule.warmup_epochs": 0.5, "data.batch_size": 32}})
+reference = "r18"
+''')
+    assert "pretraining only" in ok(study("plan", str(path), "--work-dir", str(tmp_path / "w"))).stdout
+    proc = ok(study("run", str(path), "--work-dir", str(tmp_path / "w"), "--jobs", "2"))
+    assert "5 jobs, 0 already done, 5 to run" in proc.stdout and "finished: 5 ran" in proc.stdout
+    data = json.loads((tmp_path / "w" / "report" / "report.json").read_text())
+    effects = {(t["trick"], t["metric"]): t for t in data["trick_effects"]}
+    assert effects[("resnet_d", "top1")]["n_pairs"] == 2 and effects[("efficient", "top1")]["n_pairs"] == 2
+    assert data["correlations"] == [] and data["inversions"] == []
+    md = (tmp_path / "w" / "report" / "report.md").read_text()
+    assert "trick 'resnet_d' on top-1" in md and "trick 'efficient' on top-1" in md
+    assert "r18+resnet-d+efficient vs r18: top-1" in md
