@@ -19,9 +19,9 @@ from torch import nn
 from trickbench import results
 from trickbench.errors import TrickBenchError
 from trickbench.fileio import append_jsonl, atomic_write_bytes, read_jsonl, remove_stale_temps
-from trickbench.runtime import atomic_torch_save
 from trickbench.pretrain_config import PretrainConfig
 from trickbench.results import Result
+from trickbench.runtime import atomic_torch_save
 from trickbench.worklock import lock_work_dir
 
 from .models import ResNet, resnet
@@ -171,7 +171,9 @@ def save_epoch(work: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
 
 
 # Where the data lives and how it is logged may change between a run and its resume.
-RESUME_MAY_CHANGE = {"data.root", "data.workers", "run.log_interval"}
+# The run's names (run.name, run.recipe) only label its result: a study's plan sets them
+# explicitly, and a run started before it did resumes under them.
+RESUME_MAY_CHANGE = {"data.root", "data.workers", "run.log_interval", "run.name", "run.recipe"}
 
 
 def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:

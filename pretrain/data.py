@@ -116,7 +116,7 @@ def image_folder(root: str | Path, split: str, transform, classes: list[str] | N
     if not path.is_dir():
         raise DatasetError(f"dataset split not found: {path} does not exist. Expected the ImageNet layout "
                            f"{LAYOUT.format(split=split)}; set data.root (--cfg-options data.root=DIR) "
-                           f"or generate a small one with: python -m trickbench.synthetic --out data")
+                           f"or generate a small one with: python -m trickbench.datasets shapes --out data")
     try:
         ds = datasets.ImageFolder(str(path), transform=transform, loader=load_rgb)
     except (FileNotFoundError, RuntimeError) as e:

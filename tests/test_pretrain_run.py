@@ -5,7 +5,11 @@ import shutil
 import pytest
 import torch
 
+from pretrain.checkpoint import RESUME_MAY_CHANGE, Progress, _config_changes, _sync_metrics
+from pretrain.run import finish, fit, lr_schedule, setup
+from pretrain.tricks.lr_schedule import lr_at
 from tests.conftest import REPO, ok, run_cli
+from trickbench.pretrain_config import PretrainConfig, load_config
 
 TINY = str(REPO / "configs/pretrain/synthetic/resnet18_tiny.py")
 
@@ -165,3 +169,58 @@ def test_teacher_of_the_wrong_shape_is_refused(trained, synthetic, tmp_path):
     proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(tmp_path / "w2"),
                    *tiny_opts(synthetic["imagenet"], f"loss.distill_teacher={plain}"))
     assert proc.returncode == 2 and str(plain) in proc.stderr and "not a TrickBench pretrain checkpoint" in proc.stderr
+
+
+# -- the parts of run.py, in process --------------------------------------------------------------
+
+def test_setup_fit_finish_in_process(synthetic, tmp_path):
+    """run.py's three steps called as functions (detectron2's plain_train_net shape): fit stops
+    where asked and goes on from there with the same parts; finish writes the result."""
+    cfg = load_config(TINY, {"data.root": str(synthetic["imagenet"]), "schedule.epochs": 2,
+                             "schedule.milestones": [1], "data.workers": 0})
+    work = tmp_path / "parts"
+    parts = setup(cfg, work, device="cpu")
+    assert parts.progress == Progress() and parts.model is parts.ddp_model and parts.run_info["name"] == "parts"
+    assert parts.schedule(0) == pytest.approx(parts.peak_lr) == pytest.approx(0.0125)
+    first = fit(parts, stop_after=1)
+    assert first is parts.progress and (first.epoch, first.step) == (1, parts.run_info["steps_per_epoch"])
+    assert [json.loads(ln)["epoch"] for ln in (work / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert fit(parts).epoch == 2
+    finish(work, parts.name, parts.recipe, parts.model, cfg, parts.progress, parts.run_info, parts.wall_time(), "cpu")
+    res = json.loads((work / "result.json").read_text())
+    assert res["metrics"]["top1"] == parts.progress.metrics["top1"] and res["backbone"] == "parts"
+
+
+def test_lr_schedule_is_lr_at_with_the_runs_settings():
+    cfg = PretrainConfig()
+    cfg.schedule.epochs, cfg.schedule.warmup_epochs, cfg.schedule.decay = 4, 1.0, "cosine"
+    schedule = lr_schedule(cfg, peak_lr=0.4, steps_per_epoch=10)
+    want = [lr_at(step, peak_lr=0.4, steps_per_epoch=10, epochs=4, warmup_epochs=1.0, decay="cosine",
+                  milestones=cfg.schedule.milestones, gamma=cfg.schedule.gamma) for step in range(40)]
+    assert [schedule(step) for step in range(40)] == want
+    assert want[0] == pytest.approx(0.04) and want[9] == pytest.approx(0.4) and want[39] < want[10]
+
+
+def test_config_changes_name_every_key_but_those_a_resume_may_change():
+    saved = PretrainConfig().to_dict()
+    same = PretrainConfig()
+    same.data.root, same.data.workers, same.run.log_interval = "elsewhere", 0, 1
+    same.run.name, same.run.recipe = "r18-seed0", "r18"  # a study names its runs; one started before resumes
+    assert _config_changes(saved, same.to_dict()) == []
+    assert RESUME_MAY_CHANGE == {"data.root", "data.workers", "run.log_interval", "run.name", "run.recipe"}
+    other = PretrainConfig()
+    other.optim.lr, other.loss.mixup_alpha = 0.5, 0.2
+    assert _config_changes(saved, other.to_dict()) == ["loss.mixup_alpha: 0.0 -> 0.2", "optim.lr: 0.1 -> 0.5"]
+
+
+def test_sync_metrics_keeps_the_lines_of_the_checkpoint(tmp_path):
+    """Lines after the checkpoint's epoch go, a torn last line goes, the checkpoint's own line
+    is written back if a kill came before it."""
+    path = tmp_path / "metrics.jsonl"
+    line = {1: {"epoch": 1, "top1": 10.0}, 2: {"epoch": 2, "top1": 20.0}, 3: {"epoch": 3, "top1": 30.0}}
+    path.write_text(json.dumps(line[1]) + "\n" + json.dumps(line[3]) + "\n" + '{"epoch": 4, "to')
+    _sync_metrics(path, Progress(epoch=2, metrics=line[2]))
+    assert [json.loads(ln) for ln in path.read_text().splitlines()] == [line[1], line[2]]
+    before = path.read_bytes()
+    _sync_metrics(path, Progress(epoch=2, metrics=line[2]))
+    assert path.read_bytes() == before
