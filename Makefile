@@ -14,5 +14,5 @@ demo: setup
 # Fashion-MNIST (seconds from the package registry, as the demo gets it) for the test that
 # checks the real files; without it that one test skips, and the rest run on generated files.
 test: setup
-	@$(PY) -m trickbench.fashion fetch || echo "[test] going on without Fashion-MNIST: the test of the real files will skip"
+	@$(PY) -m trickbench.datasets fetch || echo "[test] going on without Fashion-MNIST: the test of the real files will skip"
 	$(PY) -m pytest $(PYTEST_ARGS)

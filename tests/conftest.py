@@ -28,7 +28,7 @@ def own_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def synthetic(tmp_path_factory) -> dict[str, Path]:
-    from trickbench.synthetic import make_all
+    from trickbench.datasets.shapes import make_all
 
     return make_all(tmp_path_factory.mktemp("data"), scale=0.5, seed=0)
 

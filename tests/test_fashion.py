@@ -19,13 +19,13 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ok, run_cli
-from trickbench import fashion, fashion_sets
 from trickbench.cache import cache_dir
-from trickbench.synthetic import SyntheticDataError
+from trickbench.datasets import cli, fashion, fashion_mnist
+from trickbench.datasets.base import DataGenError
 
 # Where set-up put the real files, looked up before the session's own cache replaces the user's.
-REAL_FOLDERS = [p for p in (fashion.system_dir(), cache_dir() / "fashion-mnist")
-                if all((p / n).is_file() for pair in fashion.FILES.values() for n in pair)]
+REAL_FOLDERS = [p for p in (fashion_mnist.system_dir(), cache_dir() / "fashion-mnist")
+                if all((p / n).is_file() for pair in fashion_mnist.FILES.values() for n in pair)]
 SMALL = {"imagenet": dict(train_per_class=12, val_per_class=4, size=28),
          "voc": dict(trainval_2007=12, test_2007=10, trainval_2012=8, min_size=96, max_size=112),
          "ade20k": dict(train=10, val=6, min_size=96, max_size=112)}
@@ -52,7 +52,7 @@ def _write_set(folder: Path, seed: int = 0, per_class: int = 80) -> dict[str, tu
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     table = {}
-    for split, (img_name, lab_name) in fashion.FILES.items():
+    for split, (img_name, lab_name) in fashion_mnist.FILES.items():
         labels = np.repeat(np.arange(10, dtype=np.uint8), per_class)
         rng.shuffle(labels)
         for name, payload in ((img_name, _idx(0x803, _blobs(rng, labels.size))), (lab_name, _idx(0x801, labels))):
@@ -71,10 +71,10 @@ def small_idx(tmp_path_factory) -> tuple[Path, dict]:
 def env(small_idx, tmp_path, monkeypatch):
     """Nothing installed, an empty cache, the small files' checksums; returns (files, system dir, cache)."""
     folder, table = small_idx
-    monkeypatch.setattr(fashion, "CHECKSUMS", table)
+    monkeypatch.setattr(fashion_mnist, "CHECKSUMS", table)
     system = tmp_path / "system"
     system.mkdir()
-    monkeypatch.setenv(fashion.SYSTEM_DIR_ENV, str(system))
+    monkeypatch.setenv(fashion_mnist.SYSTEM_DIR_ENV, str(system))
     monkeypatch.setenv("TRICKBENCH_CACHE", str(tmp_path / "cache"))
     return folder, system, tmp_path / "cache" / "fashion-mnist"
 
@@ -96,7 +96,7 @@ def test_the_system_copy_is_used_when_installed(env, monkeypatch, tmp_path):
     for f in files.iterdir():
         shutil.copy(f, system / f.name)
     _no_network(monkeypatch, tmp_path)
-    assert fashion.fetch() == system
+    assert fashion_mnist.fetch() == system
     assert not cache.exists()  # nothing copied
 
 
@@ -104,8 +104,8 @@ def test_the_cache_is_used_and_checked(env, monkeypatch, tmp_path):
     files, _, cache = env
     shutil.copytree(files, cache)
     _no_network(monkeypatch, tmp_path)
-    assert fashion.fetch() == cache
-    split = fashion.load("test")
+    assert fashion_mnist.fetch() == cache
+    split = fashion_mnist.load("test")
     assert split.images.shape == (800, 28, 28) and split.labels.shape == (800,)
 
 
@@ -116,8 +116,8 @@ def test_a_corrupted_file_is_named_with_the_fix(env):
     payload = bytearray(gzip.decompress(bad.read_bytes()))
     payload[100] ^= 0xFF
     bad.write_bytes(gzip.compress(bytes(payload)))
-    with pytest.raises(fashion.FashionDataError, match=r"t10k-images-idx3-ubyte\.gz fails its checksum.*delete"):
-        fashion.fetch()
+    with pytest.raises(fashion_mnist.FashionMNISTError, match=r"t10k-images-idx3-ubyte\.gz fails its checksum.*delete"):
+        fashion_mnist.fetch()
 
 
 def test_a_truncated_file_is_named_with_the_fix(env):
@@ -125,34 +125,34 @@ def test_a_truncated_file_is_named_with_the_fix(env):
     shutil.copytree(files, cache)
     bad = cache / "train-images-idx3-ubyte.gz"
     bad.write_bytes(bad.read_bytes()[:5000])
-    with pytest.raises(fashion.FashionDataError, match=r"train-images-idx3-ubyte\.gz is truncated.*delete"):
-        fashion.load("train")
+    with pytest.raises(fashion_mnist.FashionMNISTError, match=r"train-images-idx3-ubyte\.gz is truncated.*delete"):
+        fashion_mnist.load("train")
 
 
 def test_idx_header_checks():
     good = _idx(0x801, np.arange(10, dtype=np.uint8))
     p = Path("x-labels-idx1-ubyte.gz")
-    assert fashion.read_idx(p, good, 0x801, count=10).tolist() == list(range(10))
-    with pytest.raises(fashion.FashionDataError, match="x-labels-idx1-ubyte.gz is truncated or padded"):
-        fashion.read_idx(p, good[:-1], 0x801)
-    with pytest.raises(fashion.FashionDataError, match="magic"):
-        fashion.read_idx(p, good, 0x803)
-    with pytest.raises(fashion.FashionDataError, match="holds 10 items, expected 11"):
-        fashion.read_idx(p, good, 0x801, count=11)
-    with pytest.raises(fashion.FashionDataError, match="less than its IDX header"):
-        fashion.read_idx(p, good[:5], 0x801)
+    assert fashion_mnist.read_idx(p, good, 0x801, count=10).tolist() == list(range(10))
+    with pytest.raises(fashion_mnist.FashionMNISTError, match="x-labels-idx1-ubyte.gz is truncated or padded"):
+        fashion_mnist.read_idx(p, good[:-1], 0x801)
+    with pytest.raises(fashion_mnist.FashionMNISTError, match="magic"):
+        fashion_mnist.read_idx(p, good, 0x803)
+    with pytest.raises(fashion_mnist.FashionMNISTError, match="holds 10 items, expected 11"):
+        fashion_mnist.read_idx(p, good, 0x801, count=11)
+    with pytest.raises(fashion_mnist.FashionMNISTError, match="less than its IDX header"):
+        fashion_mnist.read_idx(p, good[:5], 0x801)
 
 
 def test_missing_package_and_no_internet_is_a_clear_error(env, monkeypatch, tmp_path, capsys):
     _, _, cache = env
     _no_network(monkeypatch, tmp_path)
-    with pytest.raises(fashion.FashionDataError) as e:
-        fashion.fetch()
+    with pytest.raises(fashion_mnist.FashionMNISTError) as e:
+        fashion_mnist.fetch()
     msg = str(e.value)
     assert "apt-get or dpkg-deb is not installed" in msg and "torchvision FashionMNIST(download=True) failed" in msg
     assert "apt-get install dataset-fashion-mnist" in msg and str(cache) in msg
     assert not any(cache.glob("*.gz")) and not any(cache.glob(".*"))  # nothing half-written
-    assert fashion.main(["fetch"]) == 2  # the command line: one error line, no traceback
+    assert cli.main(["fetch"]) == 2  # the command line: one error line, no traceback
     err = capsys.readouterr().err
     assert err.startswith("error: Fashion-MNIST is not installed") and "Traceback" not in err
 
@@ -175,13 +175,13 @@ def test_apt_download_is_unpacked_into_the_cache(env, monkeypatch, tmp_path):
     (bin_dir / "apt-get").chmod(0o755)
     os.symlink(shutil.which("dpkg-deb"), bin_dir / "dpkg-deb")
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    assert fashion.fetch() == cache
+    assert fashion_mnist.fetch() == cache
     assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in files.iterdir())  # no leftovers
 
 
-@pytest.mark.skipif(not REAL_FOLDERS, reason="Fashion-MNIST not fetched (python -m trickbench.fashion fetch)")
+@pytest.mark.skipif(not REAL_FOLDERS, reason="Fashion-MNIST not fetched (python -m trickbench.datasets fetch)")
 def test_the_real_files_pass_their_published_checksums():
-    test = fashion.load("test", REAL_FOLDERS[0])
+    test = fashion_mnist.load("test", REAL_FOLDERS[0])
     assert test.images.shape == (10_000, 28, 28)
     assert np.bincount(test.labels).tolist() == [1000] * 10
 
@@ -192,9 +192,9 @@ def test_the_real_files_pass_their_published_checksums():
 def sets(small_idx, tmp_path_factory) -> dict[str, Path]:
     folder, table = small_idx
     mp = pytest.MonkeyPatch()
-    mp.setattr(fashion, "CHECKSUMS", table)
+    mp.setattr(fashion_mnist, "CHECKSUMS", table)
     try:
-        return fashion_sets.make_all(tmp_path_factory.mktemp("fashion-sets"), source=folder, sizes=SMALL)
+        return fashion.make_all(tmp_path_factory.mktemp("fashion-sets"), source=folder, sizes=SMALL)
     finally:
         mp.undo()
 
@@ -207,30 +207,30 @@ def test_pretraining_set_reads_with_imagefolder_and_holds_no_test_item(sets, sma
     from pretrain.data import image_folder
 
     folder, table = small_idx
-    monkeypatch.setattr(fashion, "CHECKSUMS", table)
+    monkeypatch.setattr(fashion_mnist, "CHECKSUMS", table)
     train_ds = image_folder(sets["imagenet"], "train", None)
     val_ds = image_folder(sets["imagenet"], "val", None, classes=train_ds.classes)
-    assert train_ds.classes == [fashion_sets.wnid(c) for c in range(10)]
+    assert train_ds.classes == [fashion.wnid(c) for c in range(10)]
     assert len(train_ds) == 120 and len(val_ds) == 40
     assert np.bincount(train_ds.targets).tolist() == [12] * 10
     written = np.stack([np.asarray(Image.open(p)) for p, _ in train_ds.samples + val_ds.samples])
     assert written.shape == (160, 28, 28, 3)
     assert len(_pixel_hashes(written)) == 160  # every photo is its own
-    train = fashion.load("train", folder)
+    train = fashion_mnist.load("train", folder)
     size = SMALL["imagenet"]["size"]
     for path, label in train_ds.samples:  # each train photo is the train item its name gives, of its folder's class
         i = int(Path(path).stem.split("_")[1])
         assert train.labels[i] == label
-        rng = np.random.default_rng([0, fashion_sets._DS_IMAGENET, fashion_sets._SPLIT_TRAIN, i])
-        assert np.array_equal(np.asarray(Image.open(path)), fashion_sets.render_photo(rng, train.images[i], size))
+        rng = np.random.default_rng([0, fashion._DS_IMAGENET, fashion._SPLIT_TRAIN, i])
+        assert np.array_equal(np.asarray(Image.open(path)), fashion.render_photo(rng, train.images[i], size))
     # the item shows: the photo is about as bright as the item at its brightest (the background is darker)
     item = train.images[int(Path(train_ds.samples[0][0]).stem.split("_")[1])]
     assert np.asarray(Image.open(train_ds.samples[0][0])).max() > 0.8 * item.max()
     # only the train split is read: the test split never reaches the pretraining set
     read = []
-    real_load = fashion.load
-    monkeypatch.setattr(fashion, "load", lambda split, source=None: read.append(split) or real_load(split, source))
-    fashion_sets.make_imagenet(tmp_path, source=folder, **SMALL["imagenet"])
+    real_load = fashion_mnist.load
+    monkeypatch.setattr(fashion_mnist, "load", lambda split, source=None: read.append(split) or real_load(split, source))
+    fashion.make_imagenet(tmp_path, source=folder, **SMALL["imagenet"])
     assert read == ["train"]
     mapping = (sets["imagenet"] / "LOC_synset_mapping.txt").read_text().splitlines()
     assert mapping[9] == "n00000009 Ankle boot"
@@ -240,22 +240,22 @@ def test_voc_set_reads_with_mmdet_and_boxes_are_the_visible_items(sets, small_id
     from mmdet.datasets import VOCDataset
 
     folder, table = small_idx
-    monkeypatch.setattr(fashion, "CHECKSUMS", table)
+    monkeypatch.setattr(fashion_mnist, "CHECKSUMS", table)
     root = sets["voc"]
-    meta = dict(classes=fashion.CLASSES)
+    meta = dict(classes=fashion_mnist.CLASSES)
     test = VOCDataset(data_root=str(root), ann_file="VOC2007/ImageSets/Main/test.txt", metainfo=meta,
                       data_prefix=dict(sub_data_root="VOC2007/"), pipeline=[], test_mode=True)
     train = VOCDataset(data_root=str(root), ann_file="VOC2012/ImageSets/Main/trainval.txt", metainfo=meta,
                        data_prefix=dict(sub_data_root="VOC2012/"), pipeline=[])
-    assert len(test) == 10 and len(train) == 8 and test.metainfo["classes"] == fashion.CLASSES
+    assert len(test) == 10 and len(train) == 8 and test.metainfo["classes"] == fashion_mnist.CLASSES
     # Every canvas again from its seed: the reader's boxes are the visible items' tight boxes.
-    pool_ids = fashion_sets.test_item_pools(fashion.load("test", folder).labels, 0)
-    split = fashion.load("test", folder)
-    pool = fashion_sets._Pool(split.images, split.labels, pool_ids["voc_test"])
+    pool_ids = fashion.test_item_pools(fashion_mnist.load("test", folder).labels, 0)
+    split = fashion_mnist.load("test", folder)
+    pool = fashion._Pool(split.images, split.labels, pool_ids["voc_test"])
     n_objects = 0
     for i in range(len(test)):
         info = test.get_data_info(i)
-        canvas = fashion_sets.render_canvas(np.random.default_rng([0, fashion_sets._DS_VOC, fashion_sets._SPLIT_TEST, i]),
+        canvas = fashion.render_canvas(np.random.default_rng([0, fashion._DS_VOC, fashion._SPLIT_TEST, i]),
                                             pool, i % 10, min_size=96, max_size=112)
         assert (info["height"], info["width"]) == canvas.label.shape
         assert [inst["bbox_label"] for inst in info["instances"]] == [o["cls"] for o in canvas.objects]
@@ -266,7 +266,7 @@ def test_voc_set_reads_with_mmdet_and_boxes_are_the_visible_items(sets, small_id
             rows, cols = np.flatnonzero(visible.any(1)), np.flatnonzero(visible.any(0))
             assert (x0, y0, x1, y1) == (cols[0], rows[0], cols[-1], rows[-1])
             assert (canvas.label[visible] == obj["cls"] + 1).all()
-            assert obj["visible"] >= fashion_sets.MIN_VISIBLE
+            assert obj["visible"] >= fashion.MIN_VISIBLE
             assert inst["ignore_flag"] == obj["difficult"]
             assert obj["index"] in pool_ids["voc_test"]  # test canvases: items of the test pool only
             n_objects += 1
@@ -274,9 +274,19 @@ def test_voc_set_reads_with_mmdet_and_boxes_are_the_visible_items(sets, small_id
     assert n_objects >= 20
 
 
+def test_voc_annotations_are_the_bytes_they_always_were(sets):
+    """Pinned to what trickbench/fashion_sets.py wrote before the shared VOC writer (the 1-based
+    boxes, the XML, the lists) on these small files: a change here changes the published data."""
+    h = hashlib.sha256()
+    for p in sorted(sets["voc"].rglob("*")):
+        if p.is_file() and p.suffix in (".xml", ".txt"):
+            h.update(str(p.relative_to(sets["voc"])).encode() + p.read_bytes())
+    assert h.hexdigest() == "080ff943dfb3d11ee093a32ce5aef7cb2f25c5e7e30551f38e9e79f5ad67ddf9"
+
+
 def test_test_split_pools_are_disjoint():
     labels = np.repeat(np.arange(10), 100)
-    pools = fashion_sets.test_item_pools(labels, 0)
+    pools = fashion.test_item_pools(labels, 0)
     sets_ = [set(v.tolist()) for v in pools.values()]
     assert sum(len(s) for s in sets_) == 1000 and len(set().union(*sets_)) == 1000
 
@@ -284,7 +294,7 @@ def test_test_split_pools_are_disjoint():
 def test_ade_set_reads_with_mmseg_and_labels_are_in_range(sets):
     from mmseg.datasets import BaseSegDataset
 
-    classes = ("background", *fashion.CLASSES)
+    classes = ("background", *fashion_mnist.CLASSES)
     root = sets["ade20k"]
     for split, n in (("training", 10), ("validation", 6)):
         ds = BaseSegDataset(data_root=str(root), data_prefix=dict(img_path=f"images/{split}",
@@ -305,31 +315,34 @@ def test_ade_set_reads_with_mmseg_and_labels_are_in_range(sets):
 
 def test_writes_are_deterministic_and_refuse_other_parameters(sets, small_idx, tmp_path, monkeypatch):
     folder, table = small_idx
-    monkeypatch.setattr(fashion, "CHECKSUMS", table)
-    again = fashion_sets.make_all(tmp_path / "again", source=folder, sizes=SMALL)
+    monkeypatch.setattr(fashion_mnist, "CHECKSUMS", table)
+    again = fashion.make_all(tmp_path / "again", source=folder, sizes=SMALL)
     for name, root in sets.items():
         a = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
         b = sorted(p.relative_to(again[name]) for p in again[name].rglob("*") if p.is_file())
         assert a == b
         assert all((root / f).read_bytes() == (again[name] / f).read_bytes() for f in a), name
     before = sorted(p for p in again["voc"].rglob("*"))
-    with pytest.raises(SyntheticDataError, match="different parameters.*test_2007: 10 -> 11"):
-        fashion_sets.make_voc(tmp_path / "again", source=folder, **{**SMALL["voc"], "test_2007": 11})
+    with pytest.raises(DataGenError, match="different parameters.*test_2007: 10 -> 11"):
+        fashion.make_voc(tmp_path / "again", source=folder, **{**SMALL["voc"], "test_2007": 11})
     assert sorted(p for p in again["voc"].rglob("*")) == before
     assert [p.name for p in (tmp_path / "again").iterdir() if p.name.startswith(".")] == []  # no temp folder left
     # same parameters: a no-op
-    assert fashion_sets.make_voc(tmp_path / "again", source=folder, **SMALL["voc"]) == again["voc"]
+    assert fashion.make_voc(tmp_path / "again", source=folder, **SMALL["voc"]) == again["voc"]
 
 
 def test_cli_writes_the_sets(small_idx, tmp_path, monkeypatch, capsys):
     folder, table = small_idx
-    monkeypatch.setattr(fashion, "CHECKSUMS", table)
-    monkeypatch.setenv(fashion.SYSTEM_DIR_ENV, str(folder))
+    monkeypatch.setattr(fashion_mnist, "CHECKSUMS", table)
+    monkeypatch.setenv(fashion_mnist.SYSTEM_DIR_ENV, str(folder))
     argv = ["--out", str(tmp_path), "--only", "ade20k", "--ade20k-train", "3", "--ade20k-val", "2"]
-    assert fashion.main(argv) == 0
+    assert cli.main(["fashion", *argv]) == 0
     assert "ade20k: 3 training + 2 validation canvases" in capsys.readouterr().out
-    assert fashion.main(argv[:-1] + ["3"]) == 2
-    assert "different parameters" in capsys.readouterr().err
+    assert cli.main(["fashion", *argv[:-1], "3"]) == 2  # a dataset error: one line, exit 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "different parameters" in err
+    assert cli.main(["fashion", "--out", str(tmp_path / "other"), "--only", "voc", "--voc-min-size", "10"]) == 2  # a bad parameter
+    assert capsys.readouterr().err.strip().splitlines() == ["error: min_size must be an integer >= 64, got 10"]
 
 
 # ---- the chain ------------------------------------------------------------------------------

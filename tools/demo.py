@@ -2,7 +2,7 @@
 """The README's demo: a small backbone comparison study on real images, as one command.
 
 1. get Fashion-MNIST (the system package, the suite's cache, or ``apt-get download``)
-   and write ImageNet-, VOC- and ADE20K-layout datasets from it  (python -m trickbench.fashion)
+   and write ImageNet-, VOC- and ADE20K-layout datasets from it  (python -m trickbench.datasets fashion)
 2. run the study ``configs/studies/demo.py``: 4 recipes x 2 seeds, each pretrained,
    then fine-tuned in Faster R-CNN and in FCN, then the report   (python -m trickbench.study run)
 3. print the per-recipe leaderboard                             (python evaluation/leaderboard.py)
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
                                                "each finish about 1.4x sooner than one after the other on both)")
     args = p.parse_args(argv)
     t0 = time.time()
-    rc = sh("python", "-m", "trickbench.fashion", "--out", args.data)
+    rc = sh("python", "-m", "trickbench.datasets", "fashion", "--out", args.data)
     if rc != 0:
         return rc
     data = Path(args.data)

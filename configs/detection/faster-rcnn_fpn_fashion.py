@@ -1,4 +1,4 @@
-# Faster R-CNN + FPN on the Fashion-MNIST canvases (python -m trickbench.fashion --out data/fashion):
+# Faster R-CNN + FPN on the Fashion-MNIST canvases (python -m trickbench.datasets fashion --out data/fashion):
 # VOC layout, items of Fashion-MNIST's test split (never seen in pretraining) at 28-60 pixels on
 # textured 96-128 pixel canvases; trains on VOC2007 + VOC2012 trainval, tests on VOC2007 test with
 # the reference's VOCMetric. The tiny config, with the 10 Fashion-MNIST classes (set through the

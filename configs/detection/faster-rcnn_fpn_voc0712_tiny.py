@@ -1,5 +1,5 @@
 # The reference Faster R-CNN, sized for a CPU and the generated VOC set
-# (python -m trickbench.synthetic): small images, a 6-epoch schedule, a narrower FPN
+# (python -m trickbench.datasets shapes): small images, a 6-epoch schedule, a narrower FPN
 # and box head. The data layout, datasets, metric and the rest of the model are
 # the reference's.
 _base_ = "./faster-rcnn_r50_fpn_1x_voc0712.py"

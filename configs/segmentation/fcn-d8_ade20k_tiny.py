@@ -1,5 +1,5 @@
 # The reference FCN, sized for a CPU and the generated ADE20K set
-# (python -m trickbench.synthetic): 128-pixel crops, 300 iterations of 4 images, narrower
+# (python -m trickbench.datasets shapes): 128-pixel crops, 300 iterations of 4 images, narrower
 # heads. The data layout, dataset, metric and the dilated backbone are the reference's.
 _base_ = "./fcn_r50-d8_4xb4-80k_ade20k-512x512.py"
 

@@ -1,5 +1,5 @@
-# FCN (dilated ResNet, output stride 8) on the Fashion-MNIST canvases (python -m trickbench.fashion
-# --out data/fashion): ADE20K layout, items of Fashion-MNIST's test split on textured 96-128 pixel
+# FCN (dilated ResNet, output stride 8) on the Fashion-MNIST canvases (python -m trickbench.datasets
+# fashion --out data/fashion): ADE20K layout, items of Fashion-MNIST's test split on textured 96-128 pixel
 # canvases, label maps 0 = background and 1..10 = the item's class on its visible pixels.
 # Background is a class here (reduce_zero_label=False, 11 classes, mIoU over all 11): the segmenter
 # must find the items, not only name pixels it is told are items. ADE20KDataset would map its 150

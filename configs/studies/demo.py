@@ -1,6 +1,6 @@
 # The README's demo (make demo): a small backbone comparison study on real images that
 # runs on a laptop CPU. Fashion-MNIST's train split is the "ImageNet"; its test split,
-# composed into canvases, the "VOC" and "ADE20K" (python -m trickbench.fashion). Four
+# composed into canvases, the "VOC" and "ADE20K" (python -m trickbench.datasets fashion). Four
 # recipes of the paper's Table 6 path at ResNet-18 scale, two seeds each, each
 # fine-tuned in Faster R-CNN and FCN, then the report.
 name = "demo"

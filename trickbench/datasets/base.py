@@ -22,8 +22,11 @@ from PIL import Image
 
 from trickbench.errors import TrickBenchError
 
-__all__ = ["DataGenError", "DataGenParamError", "check_count", "check_seed", "materialise", "read_marker",
-           "save_jpeg"]
+__all__ = ["LAYOUTS", "DataGenError", "DataGenParamError", "check_count", "check_seed", "materialise",
+           "read_marker", "save_jpeg"]
+
+#: The layouts every set writes, in the order the CLI writes them (``--only`` picks).
+LAYOUTS: tuple[str, ...] = ("imagenet", "voc", "ade20k")
 
 
 class DataGenError(TrickBenchError, RuntimeError):

@@ -304,8 +304,9 @@ def render_canvas(rng: np.random.Generator, pool: _Pool, first_class: int, *, mi
 # Detection: VOC layout
 # --------------------------------------------------------------------------- #
 
-_VOC_SOURCE_DATABASE = "TrickBench Fashion-MNIST canvases (items of the test split)"
-_VOC_SOURCE_IMAGE = "Fashion-MNIST (Zalando, MIT licence)"
+def _voc_source(year: str) -> VocSource:
+    return VocSource("TrickBench Fashion-MNIST canvases (items of the test split)", f"PASCAL {year} layout",
+                     "Fashion-MNIST (Zalando, MIT licence)")
 
 
 def _make_voc(out, *, trainval_2007: int, test_2007: int, trainval_2012: int, min_size: int, max_size: int,
@@ -339,8 +340,7 @@ def _make_voc(out, *, trainval_2007: int, test_2007: int, trainval_2012: int, mi
             years["VOC2012"] = [split("trainval", trainval_2012, _SPLIT_2012, "voc_train",
                                       lambda i: f"2012_{i + 1:06d}")]
         return {year: write_voc_year(tmp / year, year, splits, class_names=fashion_mnist.CLASSES,
-                                     source=VocSource(_VOC_SOURCE_DATABASE, f"PASCAL {year} layout", _VOC_SOURCE_IMAGE),
-                                     jpeg_quality=_JPEG_QUALITY)
+                                     source=_voc_source(year), jpeg_quality=_JPEG_QUALITY)
                 for year, splits in years.items()}
 
     return root, materialise(root, params, write, generator=GENERATOR, marker_name=MARKER_NAME)

@@ -187,7 +187,11 @@ def fetch(verbose: bool = False, check: bool = True) -> Path:
         if _complete(folder):
             return _verify_all(folder) if check else folder
     cache = fashion_dir()
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FashionMNISTError(f"cannot create the cache folder {cache}: {e.strerror or e}; set TRICKBENCH_CACHE "
+                                f"to a writable folder") from e
     tried = []
     for source in (_from_apt, _from_torchvision):
         with tempfile.TemporaryDirectory(prefix=".fetch-", dir=cache) as tmp:

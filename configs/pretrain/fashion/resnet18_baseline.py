@@ -1,6 +1,6 @@
-# The Fashion-MNIST baseline (data: python -m trickbench.fashion --out data/fashion): ResNet-18-B
+# The Fashion-MNIST baseline (data: python -m trickbench.datasets fashion --out data/fashion): ResNet-18-B
 # at a quarter width (16) on 48-pixel photos (each train item on a textured background, see
-# trickbench/fashion_sets.py), 10 classes, 2,000 train images per class; the paper's Nesterov SGD,
+# trickbench/datasets/fashion.py), 10 classes, 2,000 train images per class; the paper's Nesterov SGD,
 # lr 0.1 per 256 images (§2.1), step decay, no tricks.
 # Why 48 pixels: at 32 the last stage of a ResNet is 1x1, so its 3x3 kernels are trained on their
 # centre tap only (the rest see zero padding), and the dilated FCN, which runs that stage densely,

@@ -1,4 +1,4 @@
-# A small baseline for the generated ImageNet-layout set (python -m trickbench.synthetic):
+# A small baseline for the generated ImageNet-layout set (python -m trickbench.datasets shapes):
 # ResNet-18-B at a quarter width on 64-pixel images; about half a minute on a laptop CPU.
 # The lr is the paper's 0.1 per 256 images at this batch of 32 (§2.1).
 _base_ = "../resnet50_baseline.py"

@@ -1,0 +1,3 @@
+from trickbench.datasets.cli import main
+
+raise SystemExit(main())
