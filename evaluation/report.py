@@ -5,8 +5,9 @@ detector and segmenter, and which differences between recipes are real?
     python evaluation/report.py --runs DIR [--out DIR] [--reference RECIPE] [--det-config NAME] [--seg-config NAME]
 
 Reads every ``result.json`` under ``--runs`` (:mod:`trickbench.results`), joins each
-backbone's pretraining, detection and segmentation (:func:`evaluation.leaderboard.join`),
-and writes into ``--out`` (default ``RUNS/report``):
+backbone's pretraining, detection and segmentation and tabulates them
+(:mod:`evaluation.table`), analyses the table (:func:`analyse`, an :class:`Analysis`), and
+writes into ``--out`` (default ``RUNS/report``):
 
 * ``report.md``: the tables, the figures, and the statistics in sentences a reader can quote;
 * ``report.json``: every number, machine-readable;
@@ -17,13 +18,18 @@ and writes into ``--out`` (default ``RUNS/report``):
 
 The statistics are :mod:`evaluation.stats`'s: correlations over recipes with two-level
 bootstrap intervals and Holm-adjusted permutation p-values, effects against the reference
-paired by seed, rank inversions, and the main effect of each trick where recipes differ by
-one trick. Everything is seeded: the same runs give the same bytes. External backbones
-(their top-1 given with ``--top1``) take part; a stage that did not run leaves a gap.
+paired by seed, rank inversions, and the main effect of each factor (a trick, a ResNet
+variant against B, a bundle such as ``efficient``: :mod:`trickbench.tricks`) where recipes
+differ by exactly that factor. Everything is seeded: the same runs give the same bytes.
+External backbones (their top-1 given with ``--top1``) take part; a stage that did not run
+leaves a gap. Runs that were only pretrained get the ImageNet part (summary, effects,
+probability of improvement, factor effects, cost), and the downstream sections say why they
+are absent.
 
 Bad input (a malformed ``result.json``, two runs with one backbone id, two backbones with
-the same recipe and seed, an unknown ``--reference``, no downstream result at all) ends
-with exit code 2 and one line naming the file or recipe, and no report is written.
+the same recipe and seed, an unknown ``--reference``, a ``--det-config`` or ``--seg-config``
+with no result, downstream results none of which could be joined) ends with exit code 2 and
+one line naming the file or recipe, and no report is written.
 """
 from __future__ import annotations
 
@@ -33,27 +39,64 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from evaluation import stats
-from evaluation.leaderboard import (METRICS, LeaderboardError, fmt, mean_or_none, add_selection_args, build_rows,
-                                    find_results, join, recipes_csv, selected_configs, study_table, to_csv)
+from evaluation import plots, stats
+from evaluation.table import (COST_COLUMNS, METRICS, StudyTable, add_selection_args, find_results, join,
+                              recipes_csv, selected_configs, tabulate, to_csv)
+from trickbench import errors
+from trickbench.errors import TrickBenchError
 from trickbench.fileio import atomic_write_bytes, atomic_write_json
 from trickbench.runinfo import now, study_lineage
-from trickbench.errors import TrickBenchError
+from trickbench.tricks import TRICKS, factor_members
 
 DOWNSTREAM = ("map", "miou")
 UNITS = {"top1": "ImageNet top-1", "top5": "ImageNet top-5", "map": "VOC mAP (VOC07 11-point)",
          "map_area": "VOC mAP (area)", "miou": "ADE20K mIoU", "aacc": "ADE20K pixel accuracy",
          "macc": "ADE20K mean class accuracy"}
+COST_HEADERS = {"pretrain_device_hours": "pretraining device-hours", "pretrain_images_per_s": "pretraining images/s",
+                "detection_device_hours": "detection device-hours",
+                "segmentation_device_hours": "segmentation device-hours"}
 
 
 class ReportError(TrickBenchError, RuntimeError):
     pass
 
 
-def choose_reference(recipes: list[str], tricks: dict[str, tuple[str, ...]], asked: str | None) -> str:
+# -- the analysis ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the report says, as numbers (:mod:`evaluation.stats`' dataclasses, each with its
+    ``words``); report.md and report.json are both written from it."""
+    reference: str
+    metrics: tuple[str, ...]                       # those some run measured, in METRICS order
+    summary: dict[str, dict[str, stats.Summary]]   # recipe -> metric -> over its seeds
+    correlations: tuple[stats.Correlation, ...]    # top-1 against each downstream metric, across recipes
+    effects: tuple[stats.Effect, ...]              # every other recipe against the reference, every metric
+    improvement: tuple[stats.Improvement, ...]     # P(recipe > reference), top-1 and the downstream metrics
+    inversions: tuple[stats.Inversion, ...]        # pairs ordered one way by top-1, the other downstream
+    trick_effects: tuple[stats.TrickEffect, ...]   # each factor with at least one pair of recipes
+    trick_effects_left_out: tuple[str, ...]        # recipes that share their factor set with another
+    factors: dict[str, frozenset[str]]             # the factors sought -> the names a recipe has when on
+
+    @property
+    def downstream(self) -> tuple[str, ...]:
+        """The downstream metrics top-1 is compared with: mAP and mIoU where measured."""
+        return tuple(m for m in DOWNSTREAM if m in self.metrics)
+
+    @property
+    def pretrain_only(self) -> bool:
+        """No run has a detection or segmentation result (each has mAP or mIoU): the runs were
+        only pretrained, so the correlations, the rank inversions and their figures are absent."""
+        return not self.downstream
+
+
+def choose_reference(recipes: list[str], sets: Mapping[str, tuple[str, ...]], asked: str | None) -> str:
+    """``asked``, else the recipe named 'baseline', else a pretrained recipe without factors (no
+    trick, variant B), else the one with the fewest."""
     if asked is not None:
         if asked not in recipes:
             raise ReportError(f"--reference {asked!r} is not a recipe of these runs; the recipes are "
@@ -61,36 +104,39 @@ def choose_reference(recipes: list[str], tricks: dict[str, tuple[str, ...]], ask
         return asked
     if "baseline" in recipes:
         return "baseline"
-    plain = [r for r in recipes if r in tricks and not tricks[r]]
-    return (plain or sorted(recipes, key=lambda r: (len(tricks.get(r, ())) if r in tricks else 99, r)))[0]
+    plain = [r for r in recipes if r in sets and not sets[r]]
+    return (plain or sorted(recipes, key=lambda r: (len(sets.get(r, ())) if r in sets else 99, r)))[0]
 
 
-def analyse(runs: list[stats.Run], tricks: dict[str, tuple[str, ...]], reference: str) -> dict:
-    present = [m for m in METRICS if any(m in r.metrics for r in runs)]
+def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], reference: str) -> Analysis:
+    """The statistics of ``runs`` against ``reference``. ``sets`` maps each pretrained recipe to
+    its factors (its tricks and its variant where it is not B: ``Result.factors``): the main
+    effect of each factor, bundles included (:func:`trickbench.tricks.factor_members`), is taken
+    between the recipes whose sets tell them apart; recipes that share a set differ in something
+    else (depth, settings) and are left out of it."""
+    present = tuple(m for m in METRICS if any(m in r.metrics for r in runs))
     ys = [m for m in DOWNSTREAM if m in present]
-    has_top1 = "top1" in present
-    # Recipes that share a trick set differ in something else (variant, depth, lr): a trick's
-    # main effect is taken only between recipes whose trick sets tell them apart.
-    by_set: dict[frozenset, list[str]] = {}
-    for recipe, ts in tricks.items():
-        by_set.setdefault(frozenset(ts), []).append(recipe)
-    unique = {rs[0]: tricks[rs[0]] for rs in by_set.values() if len(rs) == 1}
-    out = {
-        "reference": reference,
-        "metrics": present,
-        "summary": stats.summary_table(runs, present),
-        "correlations": stats.correlations(runs, x="top1", ys=ys) if has_top1 and ys else [],
-        "effects": stats.effects(runs, reference, present),
-        "inversions": stats.rank_inversions(runs, x="top1", ys=ys) if has_top1 and ys else [],
-        "trick_effects": [t for t in stats.trick_effects(runs, unique, present) if t.n_pairs]
-        if len(unique) > 1 else [],
-        "trick_effects_left_out": sorted(set(tricks) - set(unique)),
-        "improvement": stats.improvement_probabilities(runs, reference, [m for m in ("top1", *ys) if m in present]),
-    }
-    return out
+    across = "top1" in present and bool(ys)
+    by_set: dict[frozenset[str], list[str]] = {}
+    for recipe, names in sets.items():
+        by_set.setdefault(frozenset(names), []).append(recipe)
+    unique = {rs[0]: s for s, rs in by_set.items() if len(rs) == 1}
+    factors = factor_members(unique.values()) if len(unique) > 1 else {}
+    return Analysis(
+        reference=reference,
+        metrics=present,
+        summary=stats.summary_table(runs, present),
+        correlations=tuple(stats.correlations(runs, x="top1", ys=ys)) if across else (),
+        effects=tuple(stats.effects(runs, reference, present)),
+        improvement=tuple(stats.improvement_probabilities(runs, reference, [m for m in ("top1", *ys) if m in present])),
+        inversions=tuple(stats.rank_inversions(runs, x="top1", ys=ys)) if across else (),
+        trick_effects=tuple(t for t in stats.trick_effects(runs, unique, present, factors) if t.n_pairs),
+        trick_effects_left_out=tuple(sorted(set(sets) - set(unique))),
+        factors=factors,
+    )
 
 
-# -- writing ------------------------------------------------------------------------------------
+# -- report.md: one function per section -------------------------------------------------------
 
 def _cell(s: stats.Summary | None) -> str:
     if s is None:
@@ -102,151 +148,225 @@ def _cell(s: stats.Summary | None) -> str:
     return f"{s.mean:.2f} ± {s.std:.2f} [{s.ci_low:.2f}, {s.ci_high:.2f}]"
 
 
-def markdown(a: dict, runs_dir: str, figures: dict[str, str], cost: dict, tricks: dict, n_runs: int,
-             configs: dict[str, str]) -> str:
-    summary, ref = a["summary"], a["reference"]
-    seeds = sorted({max(s.n for s in v.values()) for v in summary.values()})
+def _seeds(summary: dict[str, dict[str, stats.Summary]], recipe: str) -> int:
+    return max(s.n for s in summary[recipe].values())
+
+
+def only_pretrained(runs_dir: str, so: str) -> str:
+    """Why a downstream section is absent from the report of runs that were only pretrained."""
+    return f"No detection or segmentation results under `{runs_dir}`: these runs were only pretrained, so {so}."
+
+
+WHY_ABSENT = {"correlations": "there is no transfer to correlate with top-1",
+              "inversions": "there is no downstream metric to rank the recipes by"}
+
+
+def title_section(a: Analysis, table: StudyTable, runs_dir: str, configs: dict[str, str]) -> list[str]:
+    seeds = sorted({_seeds(a.summary, r) for r in a.summary})
     lines = [f"# Backbone comparison: `{runs_dir}`", "",
-             f"{len(summary)} recipes, {n_runs} runs (seeds per recipe: {', '.join(map(str, seeds))}); "
-             f"reference recipe: **{ref}**. "
+             f"{len(a.summary)} recipes, {len(table.runs)} runs (seeds per recipe: {', '.join(map(str, seeds))}); "
+             f"reference recipe: **{a.reference}**. "
              + "".join(f"{stage.capitalize()} results: config `{name}`. " for stage, name in configs.items()),
              "Intervals are 95%; differences are in points (percent)."]
     if seeds == [1]:
         lines += ["", "**Every recipe has one seed: no interval can be estimated, and no difference can be told "
                   "from noise.** Run more seeds (`run.seed`) to compare recipes."]
-    lines += ["", "## Does ImageNet top-1 predict transfer?", ""]
-    if not a["correlations"]:
+    return lines
+
+
+def correlations_section(a: Analysis, runs_dir: str, figures: dict[str, str]) -> list[str]:
+    lines = ["## Does ImageNet top-1 predict transfer?", ""]
+    if a.pretrain_only:
+        return lines + [only_pretrained(runs_dir, WHY_ABSENT["correlations"])]
+    if not a.correlations:
         lines.append("Not computed: the runs lack top-1 or every downstream metric.")
-    for c in a["correlations"]:
-        lines.append(f"- {c.words}")
-    for y in ("map", "miou"):
+    lines += [f"- {c.words}" for c in a.correlations]
+    for y in DOWNSTREAM:
         if f"top1_vs_{y}" in figures:
             lines += ["", f"![top-1 against {UNITS[y]}]({figures[f'top1_vs_{y}']})"]
-    lines += ["", "## Recipes", "", "Mean ± std [95% interval] over seeds.", ""]
-    shown = [m for m in ("top1", "map", "miou", "aacc") if m in a["metrics"]]
-    lines.append("| recipe | tricks | seeds | " + " | ".join(UNITS[m] for m in shown) + " |")
-    lines.append("|---|---|---|" + "---|" * len(shown))
-    for recipe in sorted(summary):
-        n = max(s.n for s in summary[recipe].values())
-        t = "+".join(tricks.get(recipe, ())) or ("baseline" if recipe in tricks else "external")
-        lines.append(f"| {recipe} | {t} | {n} | " + " | ".join(_cell(summary[recipe].get(m)) for m in shown) + " |")
-    lines += ["", f"## Effects against {ref}", ""]
-    for m in a["metrics"]:
-        effects = [e for e in a["effects"] if e.metric == m]
+    return lines
+
+
+def recipes_section(a: Analysis, table: StudyTable) -> list[str]:
+    shown = [m for m in (("top1", "top5") if a.pretrain_only else ("top1", "map", "miou", "aacc")) if m in a.metrics]
+    lines = ["## Recipes", "", "Mean ± std [95% interval] over seeds.", "",
+             "| recipe | tricks | seeds | " + " | ".join(UNITS[m] for m in shown) + " |",
+             "|---|---|---|" + "---|" * len(shown)]
+    for recipe in sorted(a.summary):
+        names = "+".join(table.factors.get(recipe, ())) or ("baseline" if recipe in table.factors else "external")
+        lines.append(f"| {recipe} | {names} | {_seeds(a.summary, recipe)} | "
+                     + " | ".join(_cell(a.summary[recipe].get(m)) for m in shown) + " |")
+    return lines
+
+
+def effects_section(a: Analysis, figures: dict[str, str]) -> list[str]:
+    lines = [f"## Effects against {a.reference}"]
+    for m in a.metrics:
+        effects = [e for e in a.effects if e.metric == m]
         if effects:
-            lines.append(f"**{UNITS[m]}**")
-            lines += [f"- {e.words}" for e in effects]
-            lines.append("")
+            lines += ["", f"**{UNITS[m]}**", *(f"- {e.words}" for e in effects)]
     if "forest" in figures:
-        lines += [f"![effects against {ref}]({figures['forest']})", ""]
-    if a["improvement"]:
-        lines += ["Probability that a run of the recipe beats a run of the reference:", ""]
-        lines += [f"- {i.words}" for i in a["improvement"]]
-        lines.append("")
-    lines += ["## Rank inversions", ""]
-    inv = a["inversions"]
-    if not inv:
+        lines += ["", f"![effects against {a.reference}]({figures['forest']})"]
+    return lines
+
+
+def improvement_section(a: Analysis) -> list[str]:
+    if not a.improvement:
+        return []
+    return ["Probability that a run of the recipe beats a run of the reference:", "",
+            *(f"- {i.words}" for i in a.improvement)]
+
+
+def inversions_section(a: Analysis, runs_dir: str, figures: dict[str, str]) -> list[str]:
+    lines = ["## Rank inversions", ""]
+    if a.pretrain_only:
+        return lines + [only_pretrained(runs_dir, WHY_ABSENT["inversions"])]
+    if not a.inversions:
         lines.append("None: every pair of recipes is in the same order by top-1 and by each downstream metric.")
-    real = [i for i in inv if i.real]
-    if inv:
-        lines.append(f"{len(inv)} pair(s) of recipes are ordered differently by top-1 and by a downstream metric; "
-                     f"{len(real)} of them real (both differences outside noise).")
-        lines += [f"- {i.words}" for i in inv]
+    else:
+        real = [i for i in a.inversions if i.real]
+        lines.append(f"{len(a.inversions)} pair(s) of recipes are ordered differently by top-1 and by a downstream "
+                     f"metric; {len(real)} of them real (both differences outside noise).")
+        lines += [f"- {i.words}" for i in a.inversions]
     if "bump" in figures:
         lines += ["", f"![ranks by metric]({figures['bump']})"]
-    if a["trick_effects"]:
-        lines += ["", "## Main effect of each trick", "",
-                  "Over the pairs of recipes that differ by exactly that trick.", ""]
-        lines += [f"- {t.words}" for t in a["trick_effects"] if t.metric in ("top1", "map", "miou")]
+    return lines
+
+
+def trick_effects_section(a: Analysis) -> list[str]:
+    lines = []
+    if a.trick_effects:
+        how = "Over the pairs of recipes that differ by exactly that trick."
+        named = list(dict.fromkeys(t.trick for t in a.trick_effects))
+        bundles = [n for n in named if len(a.factors.get(n, ())) > 1]
+        if bundles:
+            members = {b: TRICKS[b].members if b in TRICKS else sorted(a.factors[b]) for b in bundles}
+            how += (" A bundle counts as one trick, whose pairs differ by all of its tricks at once: "
+                    + "; ".join(f"`{b}` = {' + '.join(m)}" for b, m in members.items()) + ".")
+        variants = [n for n in named if n in TRICKS and TRICKS[n].kind == "variant"]
+        if variants:
+            how += (f" A variant ({', '.join(f'`{v}`' for v in variants)}) is measured against ResNet-B, the "
+                    f"reference variant.")
+        lines += ["## Main effect of each trick", "", how, ""]
+        lines += [f"- {t.words}" for t in a.trick_effects if t.metric in ("top1", "map", "miou")]
         lines += ["", "(The other metrics' trick effects are in `report.json`.)"]
-    if a["trick_effects_left_out"]:
-        lines += ["", f"Left out of the trick effects, as they share their tricks with another recipe (they "
-                      f"differ in variant, depth or settings): {', '.join(a['trick_effects_left_out'])}."]
-    lines += ["", "## Cost", "", "Mean per run of the recipe; device-hours = wall time × devices.", "",
-              "| recipe | arch | pretraining device-hours | pretraining images/s | detection device-hours | "
-              "segmentation device-hours |", "|---|---|---|---|---|---|"]
-    for recipe in sorted(cost):
-        c = cost[recipe]
-        lines.append(f"| {recipe} | {c['arch'] or '-'} | " + " | ".join(
-            fmt(mean_or_none(c[k]), 4 if k.endswith("hours") else 1) or "-"
-            for k in ("pretrain_device_hours", "pretrain_images_per_s", "detection_device_hours",
-                      "segmentation_device_hours")) + " |")
-    lines += ["", "Every run is in `leaderboard.csv`, every number in `report.json`.", ""]
-    return "\n".join(lines)
+    if a.trick_effects_left_out:
+        lines += [""] * bool(lines) + [
+            f"Left out of the trick effects, as they share their tricks and variant with another recipe (they "
+            f"differ in depth or settings): {', '.join(a.trick_effects_left_out)}."]
+    return lines
 
 
-def render_figures(a: dict, folder: Path) -> dict[str, str]:
+def cost_section(a: Analysis, table: StudyTable) -> list[str]:
+    shown = [c for c in COST_COLUMNS if c.startswith("pretrain") or not a.pretrain_only]
+    lines = ["## Cost", "", "Mean per run of the recipe; device-hours = wall time × devices.", "",
+             "| recipe | arch | " + " | ".join(COST_HEADERS[c] for c in shown) + " |",
+             "|---|---|" + "---|" * len(shown)]
+    for recipe in sorted(table.cost):
+        cells = dict(zip(COST_COLUMNS, table.cost[recipe].cells()))
+        lines.append(f"| {recipe} | {table.arch[recipe] or '-'} | " + " | ".join(cells[c] or "-" for c in shown) + " |")
+    return lines
+
+
+def markdown(a: Analysis, table: StudyTable, runs_dir: str, figures: dict[str, str], configs: dict[str, str]) -> str:
+    """report.md: the sections in order, a blank line between two; a section with nothing to say is left out."""
+    sections = [
+        title_section(a, table, runs_dir, configs),
+        correlations_section(a, runs_dir, figures),
+        recipes_section(a, table),
+        effects_section(a, figures),
+        improvement_section(a),
+        inversions_section(a, runs_dir, figures),
+        trick_effects_section(a),
+        cost_section(a, table),
+        ["Every run is in `leaderboard.csv`, every number in `report.json`."],
+    ]
+    lines: list[str] = []
+    for section in filter(None, sections):
+        lines += [""] * bool(lines) + section
+    return "\n".join(lines) + "\n"
+
+
+# -- figures and report.json --------------------------------------------------------------------
+
+def render_figures(a: Analysis, folder: Path) -> dict[str, str]:
     """The figures, as paths relative to the report (``figures/NAME.png``); a figure without
-    enough data says so in its picture (:mod:`evaluation.plots`)."""
-    from evaluation import plots
-
+    enough data says so in its picture (:mod:`evaluation.plots`). Runs that were only
+    pretrained get the forest chart alone."""
     made: dict[str, str] = {}
-    for y in ("map", "miou"):
-        if y not in a["metrics"] or "top1" not in a["metrics"]:
-            continue
-        corr = next((c for c in a["correlations"] if c.y == y and c.method == "pearson" and c.scale == "raw"), None)
-        plots.scatter(a["summary"], folder, f"top1_vs_{y}", x="top1", y=y, correlation=corr)
+    for y in a.downstream if "top1" in a.metrics else ():
+        corr = next((c for c in a.correlations if c.y == y and c.method == "pearson" and c.scale == "raw"), None)
+        plots.scatter(a.summary, folder, f"top1_vs_{y}", x="top1", y=y, correlation=corr)
         made[f"top1_vs_{y}"] = f"figures/top1_vs_{y}.png"
-    plots.forest([e for e in a["effects"] if e.metric in ("top1", "map", "miou")], folder, "forest")
+    plots.forest([e for e in a.effects if e.metric in ("top1", "map", "miou")], folder, "forest")
     made["forest"] = "figures/forest.png"
-    plots.bump(a["summary"], folder, "bump", metrics=tuple(m for m in ("top1", "map", "miou") if m in a["metrics"]))
-    made["bump"] = "figures/bump.png"
+    if not a.pretrain_only:
+        plots.bump(a.summary, folder, "bump", metrics=tuple(m for m in ("top1", "map", "miou") if m in a.metrics))
+        made["bump"] = "figures/bump.png"
     return made
 
 
-def to_json(a: dict, cost: dict, runs: list[stats.Run], n_runs: int) -> str:
+def to_json(a: Analysis, table: StudyTable, runs_dir: str) -> str:
     data = {
-        "reference": a["reference"], "metrics": a["metrics"], "n_runs": n_runs,
-        "summary": {r: {m: asdict(s) for m, s in v.items()} for r, v in sorted(a["summary"].items())},
-        "correlations": [asdict(c) for c in a["correlations"]],
-        "effects": [asdict(e) for e in a["effects"]],
-        "improvement": [asdict(i) for i in a["improvement"]],
-        "inversions": [asdict(i) for i in a["inversions"]],
-        "trick_effects": [asdict(t) for t in a["trick_effects"]],
-        "trick_effects_left_out": a["trick_effects_left_out"],
-        "cost": {r: cost[r] for r in sorted(cost)},
-        "runs": [asdict(r) | {"metrics": dict(r.metrics)} for r in runs],
+        "reference": a.reference, "metrics": list(a.metrics), "n_runs": len(table.runs),
+        "summary": {r: {m: stats.record(s) for m, s in v.items()} for r, v in sorted(a.summary.items())},
+        "correlations": [stats.record(c) for c in a.correlations],
+        "effects": [stats.record(e) for e in a.effects],
+        "improvement": [stats.record(i) for i in a.improvement],
+        "inversions": [stats.record(i) for i in a.inversions],
+        "trick_effects": [stats.record(t) for t in a.trick_effects],
+        "trick_effects_left_out": list(a.trick_effects_left_out),
+        "cost": {r: {"arch": table.arch[r]} | asdict(table.cost[r]) for r in sorted(table.cost)},
+        "runs": [asdict(r) | {"metrics": dict(r.metrics)} for r in table.runs],
     }
+    if a.pretrain_only:  # the downstream sections are empty: why
+        data["left_out"] = {k: only_pretrained(runs_dir, why) for k, why in WHY_ABSENT.items()}
     return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
-def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict[str, str]) -> dict:
+# -- the command ------------------------------------------------------------------------------------
+
+def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict[str, str]) -> Analysis:
     """Everything is computed before anything is written; the files are made in a temporary
     folder next to ``out`` and moved into it at the end, so a failure leaves no partial report."""
     found = find_results(runs_dir)
     joined = join(found, configs)
     if not joined:
         raise ReportError(f"no result.json under {runs_dir}: run pretrain/run.py and the downstream stages first")
-    if not any(j.downstream for j in joined):
+    if not any(j.downstream for j in joined) and (configs or any(r.stage != "pretrain" for r in found)):
+        # downstream results were asked for (a config) or written, and none could be used
         raise ReportError(f"no detection or segmentation result under {runs_dir}: fine-tune the backbones with "
                           f"downstream/detect.py and downstream/segment.py first"
                           + (" (or drop --det-config / --seg-config)" if configs else ""))
-    runs, tricks, cost = study_table(joined)
+    table = tabulate(joined, runs_dir)
     try:
-        ref = choose_reference(sorted({r.recipe for r in runs}), tricks, reference)
-        a = analyse(runs, tricks, ref)
+        ref = choose_reference(table.recipes, table.factors, reference)
+        a = analyse(table.runs, table.factors, ref)
     except ValueError as e:
         raise ReportError(str(e)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
     try:
-        figures = render_figures(a, tmp / "figures")
-        files = {
-            "report.md": markdown(a, str(runs_dir), figures, cost, tricks, len(runs), configs),
-            "report.json": to_json(a, cost, runs, len(runs)),
-            "recipes.csv": recipes_csv(a["summary"], cost, tricks),
-            "leaderboard.csv": to_csv(build_rows(found, runs_dir, configs)),
-        }
-        for name, text in files.items():
-            atomic_write_bytes(tmp / name, text.encode())
-        if (out / "figures").exists():
-            shutil.rmtree(out / "figures")
-        if (tmp / "figures").exists():
-            os.replace(tmp / "figures", out / "figures")
-        for name in files:
-            os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
+        try:
+            figures = render_figures(a, tmp / "figures")
+            files = {
+                "report.md": markdown(a, table, str(runs_dir), figures, configs),
+                "report.json": to_json(a, table, str(runs_dir)),
+                "recipes.csv": recipes_csv(a.summary, table),
+                "leaderboard.csv": to_csv(table.rows),
+            }
+            for name, text in files.items():
+                atomic_write_bytes(tmp / name, text.encode())
+            if (out / "figures").exists():
+                shutil.rmtree(out / "figures")
+            if (tmp / "figures").exists():
+                os.replace(tmp / "figures", out / "figures")
+            for name in files:
+                os.replace(tmp / name, out / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:  # --out is a file, or cannot be written: the previous report is intact
+        raise ReportError(f"cannot write the report into --out {out}: {e.strerror or e}; choose another --out") from e
     return a
 
 
@@ -257,21 +377,15 @@ def main(argv=None) -> int:
     p.add_argument("--reference", help="the recipe every other is compared with (default: 'baseline', or the "
                                        "recipe without tricks)")
     args = p.parse_args(argv)
-    configs = selected_configs(args)
     out = args.out or args.runs / "report"
     try:
-        a = write_report(args.runs, out, args.reference, configs)
-    except (ReportError, LeaderboardError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # --out is a file, or cannot be written: the previous report is intact
-        print(f"error: cannot write the report into --out {out}: {e.strerror or e}; choose another --out",
-              file=sys.stderr)
-        return 2
-    lineage = study_lineage()
-    if lineage:  # a study's job: the fingerprint by which the study knows this report is its plan's
-        atomic_write_json(out / ".trickbench-job.json", {**lineage, "finished_at": now()})
-    for c in a["correlations"]:
+        a = write_report(args.runs, out, args.reference, selected_configs(args))
+        lineage = study_lineage()
+        if lineage:  # a study's job: the fingerprint by which the study knows this report is its plan's
+            atomic_write_json(out / ".trickbench-job.json", {**lineage, "finished_at": now()})
+    except TrickBenchError as e:
+        return errors.report(e)
+    for c in a.correlations:
         if c.method == "pearson" and c.scale == "raw":
             print(c.words)
     print(f"report: {out / 'report.md'} (numbers in report.json, per recipe in recipes.csv, figures in "

@@ -37,9 +37,9 @@ NAMES = {"top1": "top-1", "top5": "top-5", "map": "mAP", "map_area": "mAP (area)
          "aacc": "aAcc", "macc": "mAcc"}
 METHOD_NAMES = {"pearson": "Pearson r", "spearman": "Spearman rho", "kendall": "Kendall tau"}
 RANK_METHODS = ("spearman", "kendall")
-# The metadata of a field a statistic keeps only to say why something could not be estimated:
-# :func:`record` leaves it out of what a report writes (the sentence says it).
-WHY = {"why": True}
+# The metadata of a field a statistic keeps to word itself (why something could not be estimated,
+# the range of the pair effects): :func:`record` leaves it out, as the sentence says it.
+WORDING = {"wording": True}
 # scipy >= 1.15 names its generator argument ``rng``; 1.11-1.14 ``random_state``.
 _RNG_KW = "rng" if "rng" in inspect.signature(stats.permutation_test).parameters else "random_state"
 
@@ -249,8 +249,8 @@ class Correlation:
     n_boot: int                # resamples drawn
     n_skipped: int             # resamples dropped because a variable was constant in them
     # Why there is no estimate or no interval, besides n_recipes < 3 and n_skipped:
-    one_seed: tuple[str, ...] = field(default=(), metadata=WHY)  # recipes with one seed: no interval
-    constant: str | None = field(default=None, metadata=WHY)     # x or y, the same for every recipe: no estimate
+    one_seed: tuple[str, ...] = field(default=(), metadata=WORDING)  # recipes with one seed: no interval
+    constant: str | None = field(default=None, metadata=WORDING)     # x or y, the same for every recipe: no estimate
 
     @property
     def words(self) -> str:
@@ -496,7 +496,26 @@ class Inversion:
     dy_high: float | None
     method: str | None         # pairing of the x difference: 'paired' | 'welch' | None
     real: bool | None          # both intervals exclude 0; False if either covers 0; None otherwise
-    words: str
+    # How each difference was estimated (what says why an interval is missing): the seeds of
+    # (better, worse) that measured x, and the y difference's pairing and seeds.
+    x_seeds: tuple[int, int] = field(metadata=WORDING)
+    y_method: str | None = field(metadata=WORDING)
+    y_seeds: tuple[int, int] = field(metadata=WORDING)
+
+    @property
+    def words(self) -> str:
+        dx = Difference(self.dx, self.dx_low, self.dx_high, self.method, *self.x_seeds)
+        dy = Difference(self.dy, self.dy_low, self.dy_high, self.y_method, *self.y_seeds)
+        x, y = self.x, self.y
+        words = (f"{self.better} beats {self.worse} on {name(x)} ({_with_ci(dx)}) but loses on {name(y)} "
+                 f"({_with_ci(dy)}): ")
+        if self.real:
+            return words + f"a real inversion ({_how(dx)})"
+        if self.real is False:
+            covers = ((x, _covers_zero(dx.ci_low, dx.ci_high)), (y, _covers_zero(dy.ci_low, dy.ci_high)))
+            return words + f"within noise on {' and '.join(name(m) for m, c in covers if c)}"
+        m, d = (x, dx) if dx.ci_low is None else (y, dy)
+        return words + f"cannot tell, the {name(m)} interval {_how(d)}"
 
 
 def _with_ci(d: Difference) -> str:
@@ -521,17 +540,8 @@ def rank_inversions(runs: Sequence[Run], x: str = "top1", ys: Sequence[str] = ("
                 dy = difference(values_of(table, a, y), values_of(table, b, y))
             cx, cy = _covers_zero(dx.ci_low, dx.ci_high), _covers_zero(dy.ci_low, dy.ci_high)
             real = False if (cx or cy) else (None if cx is None or cy is None else True)
-            words = f"{a} beats {b} on {name(x)} ({_with_ci(dx)}) but loses on {name(y)} ({_with_ci(dy)}): "
-            if real:
-                words += f"a real inversion ({_how(dx)})"
-            elif real is False:
-                noisy = " and ".join(name(m) for m, c in ((x, cx), (y, cy)) if c)
-                words += f"within noise on {noisy}"
-            else:
-                m, d = (x, dx) if dx.ci_low is None else (y, dy)
-                words += f"cannot tell, the {name(m)} interval {_how(d)}"
             out.append(Inversion(x, y, a, b, dx.diff, dx.ci_low, dx.ci_high, dy.diff, dy.ci_low, dy.ci_high,
-                                 dx.method, real, words))
+                                 dx.method, real, (dx.n_a, dx.n_b), dy.method, (dy.n_a, dy.n_b)))
     return out
 
 
@@ -550,19 +560,47 @@ class TrickEffect:
     method: str | None         # 'pooled-t' | 'pairs-t' | None
     within_noise: bool | None
     pairs: str                 # the matched pairs, "with vs without; ..."
-    words: str
+    n_matched: int = field(metadata=WORDING)   # pairs matched, with or without a common seed
+    pair_low: float | None = field(default=None, metadata=WORDING)   # the smallest pair effect
+    pair_high: float | None = field(default=None, metadata=WORDING)  # the largest
+
+    @property
+    def words(self) -> str:
+        head = f"trick {self.trick!r} on {name(self.metric)}"
+        P, N = self.n_pairs, self.n_diffs
+        if P == 0:
+            return head + ": " + ("no two recipes differ by exactly this trick" if self.n_matched == 0
+                                  else f"{self.n_matched} matched pair(s) share no seed that measured it")
+        if self.method is None:
+            return (f"{head}: {_signed(self.effect)} points from one pair ({self.pairs}); "
+                    f"interval cannot be estimated with one seed and one pair")
+        how = (f"{P} pair{'s' * (P > 1)}, {N} paired seeds, pooled within-pair t" if self.method == "pooled-t"
+               else f"{P} pairs with one seed each, t over pairs")
+        if self.ci_low is None:
+            return (f"{head}: {_signed(self.effect)} points ({how}); interval cannot be estimated: "
+                    + ("the differences show no seed-to-seed spread" if self.method == "pooled-t"
+                       else "the pair effects are all equal") + "; run more seeds")
+        words = (f"{head}: {_signed(self.effect)} {_interval(self.ci_low, self.ci_high)} points, "
+                 f"{'within noise' if self.within_noise else 'beyond seed noise'} ({how})")
+        if P >= 2:
+            words += f"; pair effects {_signed(self.pair_low)} to {_signed(self.pair_high)}"
+        return words
 
 
-def trick_effects(runs: Sequence[Run], tricks: Mapping[str, Iterable[str]], metrics: Sequence[str]) -> list[TrickEffect]:
-    """Main effect of each trick on each metric, from the recipes whose trick sets differ by
-    exactly that trick: a 2^k factorial, leave-one-out, one-at-a-time or cumulative design alike.
+def trick_effects(runs: Sequence[Run], tricks: Mapping[str, Iterable[str]], metrics: Sequence[str],
+                  factors: Mapping[str, frozenset[str]] | None = None) -> list[TrickEffect]:
+    """Main effect of each factor (a trick, a variant level, a bundle of tricks) on each metric,
+    from the recipes whose sets differ by exactly that factor: a 2^k factorial, leave-one-out,
+    one-at-a-time or cumulative design alike.
 
-    ``tricks`` maps a recipe to its set of tricks (recipes of the table not in it are ignored).
-    For a trick t, every recipe R without t is matched with the recipe R + {t}; within a pair
-    the difference (with - without) is taken per common seed that measured the metric, and the
-    pair's effect is its mean. The main effect is the mean over pairs (the textbook average of
-    the simple effects). For one trick every recipe sits in at most one pair, so the pairs are
-    independent.
+    ``tricks`` maps a recipe to its set of names (recipes of the table not in it are ignored).
+    ``factors`` maps a factor to the names a recipe has when it is on (its members; by default
+    every name that occurs is a factor of itself); the factors are taken in name order. For
+    a factor F with members M, every recipe R with none of M is matched with the recipe R + M
+    (a bundle needs all of its members added at once); within a pair the difference (with -
+    without) is taken per common seed that measured the metric, and the pair's effect is its
+    mean. The main effect is the mean over pairs (the textbook average of the simple effects).
+    For one factor every recipe sits in at most one pair, so the pairs are independent.
 
     Interval, a t interval because a bootstrap of 2-5 seeds has too few distinct resamples to
     cover well:
@@ -582,11 +620,13 @@ def trick_effects(runs: Sequence[Run], tricks: Mapping[str, Iterable[str]], metr
         if s in by_set:
             raise ValueError(f"recipes {by_set[s]!r} and {r!r} have the same tricks {sorted(s)}")
         by_set[s] = r
-    all_tricks = sorted(set().union(*sets.values())) if sets else []
+    if factors is None:
+        factors = {n: frozenset({n}) for n in set().union(*sets.values())}
     out = []
     for metric in metrics:
-        for trick in all_tricks:
-            matched = [(by_set[s | {trick}], r) for r, s in sets.items() if trick not in s and s | {trick} in by_set]
+        for trick in sorted(factors):
+            members = frozenset(factors[trick])
+            matched = [(by_set[s | members], r) for r, s in sets.items() if not s & members and s | members in by_set]
             diffs: list[np.ndarray] = []
             used = []
             for with_, without in matched:
@@ -601,38 +641,27 @@ def trick_effects(runs: Sequence[Run], tricks: Mapping[str, Iterable[str]], metr
 
 def _trick_effect(trick: str, metric: str, diffs: list[np.ndarray], used: list[str], n_matched: int) -> TrickEffect:
     P, N = len(diffs), sum(len(d) for d in diffs)
-    head = f"trick {trick!r} on {name(metric)}"
     if P == 0:
-        why = ("no two recipes differ by exactly this trick" if n_matched == 0
-               else f"{n_matched} matched pair(s) share no seed that measured it")
-        return TrickEffect(trick, metric, 0, 0, None, None, None, None, None, "", f"{head}: {why}")
+        return TrickEffect(trick, metric, 0, 0, None, None, None, None, None, "", n_matched)
     pair_means = np.array([d.mean() for d in diffs])
     effect = float(pair_means.mean())
+    known = dict(pairs="; ".join(used), n_matched=n_matched, pair_low=float(pair_means.min()),
+                 pair_high=float(pair_means.max()))
     df = N - P
     if df > 0:
         s2 = sum(float(((d - d.mean()) ** 2).sum()) for d in diffs) / df
         se = math.sqrt(s2 / P ** 2 * sum(1.0 / len(d) for d in diffs))
-        method, how = "pooled-t", f"{P} pair{'s' * (P > 1)}, {N} paired seeds, pooled within-pair t"
+        method = "pooled-t"
     elif P >= 2:
         df, se = P - 1, float(pair_means.std(ddof=1)) / math.sqrt(P)
-        method, how = "pairs-t", f"{P} pairs with one seed each, t over pairs"
-    else:
-        return TrickEffect(trick, metric, 1, N, effect, None, None, None, None, used[0],
-                           f"{head}: {_signed(effect)} points from one pair ({used[0]}); "
-                           f"interval cannot be estimated with one seed and one pair")
+        method = "pairs-t"
+    else:  # one pair with one seed
+        return TrickEffect(trick, metric, 1, N, effect, None, None, None, None, **known)
     if _no_spread(se, *diffs):
-        return TrickEffect(trick, metric, P, N, effect, None, None, method, None, "; ".join(used),
-                           f"{head}: {_signed(effect)} points ({how}); interval cannot be estimated: "
-                           + ("the differences show no seed-to-seed spread" if method == "pooled-t"
-                              else "the pair effects are all equal") + "; run more seeds")
+        return TrickEffect(trick, metric, P, N, effect, None, None, method, None, **known)
     half = float(stats.t.ppf((1 + CONFIDENCE) / 2, df)) * se
     lo, hi = effect - half, effect + half
-    within = _covers_zero(lo, hi)
-    words = (f"{head}: {_signed(effect)} {_interval(lo, hi)} points, "
-             f"{'within noise' if within else 'beyond seed noise'} ({how})")
-    if P >= 2:
-        words += f"; pair effects {_signed(pair_means.min())} to {_signed(pair_means.max())}"
-    return TrickEffect(trick, metric, P, N, effect, lo, hi, method, within, "; ".join(used), words)
+    return TrickEffect(trick, metric, P, N, effect, lo, hi, method, _covers_zero(lo, hi), **known)
 
 
 # ---------------------------------------------------------------- 6. probability of improvement
@@ -649,7 +678,19 @@ class Improvement:
     method: str | None         # 'paired' (seeds resampled together) | 'independent' | None
     n: int
     n_reference: int
-    words: str
+
+    @property
+    def words(self) -> str:
+        head = f"{self.recipe} vs {self.reference} on {name(self.metric)}"
+        if self.p_improve is None:
+            return f"{head}: not measured for both"
+        text = f"{head}: P({self.recipe} > {self.reference}) = {_num(self.p_improve)}"
+        if self.ci_low is None:
+            return f"{text}; interval cannot be estimated with one seed"
+        how = f"paired over {self.n} seeds" if self.method == "paired" else f"{self.n} vs {self.n_reference} seeds"
+        if self.ci_low == self.ci_high:
+            how += "; every resample agreed, so with few seeds this interval is optimistic"
+        return f"{text} {_interval(self.ci_low, self.ci_high)} ({how})"
 
 
 def _p_greater(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -669,26 +710,34 @@ def improvement_probabilities(runs: Sequence[Run], reference: str, metrics: Sequ
     whose every run beats every reference run gets [1, 1], and the words then say so."""
     out = []
     for metric, recipe, mine, ref in _against(runs, reference, metrics):
-        head = f"{recipe} vs {reference} on {name(metric)}"
         if not mine or not ref:
-            out.append(Improvement(recipe, reference, metric, None, None, None, None, len(mine), len(ref),
-                                   f"{head}: not measured for both"))
+            out.append(Improvement(recipe, reference, metric, None, None, None, None, len(mine), len(ref)))
             continue
         a, b = np.array(list(mine.values())), np.array(list(ref.values()))
         p = float(stats.mannwhitneyu(a, b).statistic) / (a.size * b.size)
-        text = f"{head}: P({recipe} > {reference}) = {_num(p)}"
         if a.size < 2 or b.size < 2:
-            out.append(Improvement(recipe, reference, metric, p, None, None, None, a.size, b.size,
-                                   f"{text}; interval cannot be estimated with one seed"))
+            out.append(Improvement(recipe, reference, metric, p, None, None, None, a.size, b.size))
             continue
         paired = list(mine) == list(ref)
         res = stats.bootstrap((a, b), _p_greater, n_resamples=n_boot, vectorized=True, paired=paired,
                               method="percentile", confidence_level=CONFIDENCE,
                               **{_RNG_KW: np.random.default_rng(seed)})
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        how = f"paired over {a.size} seeds" if paired else f"{a.size} vs {b.size} seeds"
-        if lo == hi:
-            how += "; every resample agreed, so with few seeds this interval is optimistic"
         out.append(Improvement(recipe, reference, metric, p, lo, hi, "paired" if paired else "independent",
-                               a.size, b.size, f"{text} {_interval(lo, hi)} ({how})"))
+                               a.size, b.size))
     return out
+
+
+# ---------------------------------------------------------------- what a report writes
+
+Statistic = Summary | Correlation | Effect | Inversion | TrickEffect | Improvement
+
+
+def record(stat: Statistic) -> dict:
+    """A statistic as a report writes it (JSON-ready): its fields, less those kept only to word
+    it (``WORDING``), and its words."""
+    out = asdict(stat)
+    for f in fields(stat):
+        if f.metadata.get("wording"):
+            del out[f.name]
+    return out | {"words": stat.words}

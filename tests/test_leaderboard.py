@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from evaluation.leaderboard import COLUMNS, build_rows, find_results, main
+from evaluation.leaderboard import main
+from evaluation.table import COLUMNS, build_rows, find_results
 from tests.conftest import run_cli
 
 

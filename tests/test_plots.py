@@ -101,7 +101,7 @@ def test_scatter_rejects_a_correlation_of_other_metrics(table, pearson_map, tmp_
 
 def test_correlation_text_without_interval():
     from evaluation.stats import Correlation
-    c = Correlation("top1", "map", "spearman", "raw", 4, 0.8, None, None, 0.33, 0.5, True, 0, 0, "")
+    c = Correlation("top1", "map", "spearman", "raw", 4, 0.8, None, None, 0.33, 0.5, True, 0, 0)
     assert plots._correlation_text(c) == "Spearman rho = 0.80 (interval n/a), n = 4 recipes, permutation p = 0.33"
 
 
@@ -123,6 +123,22 @@ def test_forest_marks_noise_intervals_and_missing_ones(effs, tmp_path):
     assert "within noise (interval covers 0)" in texts and "beyond seed noise (interval excludes 0)" in texts
     assert texts.count("n/a") == 2  # +one-seed on top-1 and mAP
     assert texts.count("not measured") == 1  # +one-seed on mIoU
+
+
+def test_forest_of_top1_alone_fits_its_title(effs, tmp_path):
+    """Runs that were only pretrained have one panel, narrower than the title: it is wrapped."""
+    top1 = [e for e in effs if e.metric == "top1"]
+    paths = plots.forest(top1, tmp_path, "f")
+    check_png(paths[0])
+    texts = svg_texts(paths[1])
+    assert "ImageNet top-1" in texts and "VOC mAP" not in texts
+    assert "reference 'baseline'" in " ".join(texts)
+    with plots._style():
+        fig = plots._forest_figure(top1, ["top1"], "Each recipe minus the reference 'baseline': mean over seeds "
+                                                   "with 95% interval")
+        fig.draw_without_rendering()
+        box = fig._suptitle.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.x1
 
 
 def test_forest_legend_lists_only_what_is_drawn(effs, tmp_path):

@@ -12,6 +12,7 @@ from scipy.stats import t as student_t
 from evaluation.stats import (Run, _kendall, _pearson, _spearman, correlations, effects, holm,
                               improvement_probabilities, rank_inversions, summarize, summary_table,
                               trick_effects)
+from trickbench.tricks import factor_members
 
 T975_2 = 4.302653  # tabulated t(0.975, df=2)
 
@@ -426,6 +427,37 @@ def test_pooled_t_is_the_anova_contrast_with_an_interaction_and_unequal_seeds():
     assert (te.method, te.n_pairs, te.n_diffs) == ("pooled-t", 2, 5)
     assert (te.effect, te.ci_low, te.ci_high) == pytest.approx((effect, effect - half, effect + half))
     assert "pair effects +1.03 to +3.10" in te.words
+
+
+def test_a_bundle_is_one_factor_whose_pairs_differ_by_all_its_members():
+    # A 2x2 of variant (resnet_d) and the efficient bundle, as trickbench.tricks names them, and a
+    # recipe with one member alone: 'efficient' pairs only recipes that differ by all four.
+    eff = {"linear_scaling", "warmup", "zero_gamma", "no_bias_decay"}
+    sets = {"b": set(), "d": {"resnet_d"}, "b-eff": eff, "d-eff": eff | {"resnet_d"}, "b-ls": {"linear_scaling"}}
+    d1 = {0: 0.6, 1: 0.2, 2: 0.5}   # b-eff - b
+    d2 = {0: 1.4, 1: 1.1}           # d-eff - d: only seeds 0 and 1
+    runs = [Run("b", s, {"top1": 70.0 + s}) for s in d1] + [Run("b-eff", s, {"top1": 70.0 + s + d1[s]}) for s in d1]
+    runs += [Run("d", s, {"top1": 71.0 - s}) for s in (0, 1, 2)]
+    runs += [Run("d-eff", s, {"top1": 71.0 - s + d2[s]}) for s in d2]
+    runs += [Run("b-ls", s, {"top1": 70.1 + s}) for s in d1]
+    factors = factor_members(sets.values())
+    assert factors["efficient"] == frozenset(eff)
+    res = trick_effects(runs, sets, ["top1"], factors)
+    te = pick(res, trick="efficient")
+    g1, g2 = np.array(list(d1.values())), np.array(list(d2.values()))
+    N, P = 5, 2
+    s2 = (((g1 - g1.mean()) ** 2).sum() + ((g2 - g2.mean()) ** 2).sum()) / (N - P)  # pooled within-pair variance
+    effect = (g1.mean() + g2.mean()) / P                                          # mean of the pair means
+    half = student_t.ppf(0.975, N - P) * math.sqrt(s2 / P ** 2 * (1 / 3 + 1 / 2))
+    assert (te.method, te.n_pairs, te.n_diffs) == ("pooled-t", 2, 5)
+    assert set(te.pairs.split("; ")) == {"b-eff vs b", "d-eff vs d"}
+    assert (te.effect, te.ci_low, te.ci_high) == pytest.approx((effect, effect - half, effect + half))
+    assert te.words.startswith("trick 'efficient' on top-1: +0.84 [") and "pair effects +0.43 to +1.25" in te.words
+    assert pick(res, trick="resnet_d").n_pairs == 2  # d vs b, d-eff vs b-eff
+    assert pick(res, trick="linear_scaling").pairs == "b-ls vs b"  # a member alone is its own factor
+    assert pick(res, trick="warmup").n_pairs == 0 and "no two recipes differ" in pick(res, trick="warmup").words
+    # without the factors argument every name stands for itself: no bundle
+    assert "efficient" not in {t.trick for t in trick_effects(runs, sets, ["top1"])}
 
 
 def test_pairs_t_with_one_seed_and_several_pairs():

@@ -119,9 +119,10 @@ def variant_of(config: Mapping[str, Any]) -> str | None:
 def factors(tricks: Iterable[str], variant: str | None) -> tuple[str, ...]:
     """What tells a run's recipe apart in the analysis: its tricks, and its variant where it is
     not the reference (B), in the table's order (unknown names last, in the order given)."""
-    names = list(dict.fromkeys(tricks))
+    names = list(tricks)
     if variant is not None and variant.upper() != REFERENCE_VARIANT:
         names.append(variant_name(variant))
+    names = list(dict.fromkeys(names))  # a name given twice (a hand-written record's tricks) counts once
     return tuple(sorted(names, key=lambda n: ORDER.get(n, len(ORDER))))
 
 

@@ -1,0 +1,279 @@
+"""A study's results, found, joined and tabulated: what the leaderboard and the report both read.
+
+* :func:`find_results`: every ``result.json`` under a folder (:func:`trickbench.results.find`);
+  a malformed one stops everything with one line naming it, another tool's is skipped with a
+  warning.
+* :func:`join`: each backbone's pretraining with the downstream results that fine-tuned exactly
+  its ``backbone.pth`` (by backbone id, checked against its SHA-256).
+* :func:`tabulate`: the joined results as a :class:`StudyTable`: the statistics' runs (recipe x
+  seed), each recipe's tricks, factors, architecture and cost, and the leaderboard's rows.
+* :func:`to_csv` and :func:`recipes_csv`: ``leaderboard.csv`` (one row per backbone) and
+  ``recipes.csv`` (one row per recipe).
+
+No file is written here, and no torch is imported.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from evaluation.stats import Run, Summary
+from trickbench import results
+from trickbench.errors import TrickBenchError
+from trickbench.results import Result
+
+COLUMNS = ["backbone", "recipe", "seed", "arch", "tricks", "top1", "top5", "voc_map", "voc_map_area", "ade_miou", "ade_aacc",
+           "ade_macc", "det_config", "seg_config", "pretrain_dir", "det_dir", "seg_dir"]
+# stage -> (metric in result.json -> column)
+STAGE_COLUMNS = {
+    "pretrain": {"top1": "top1", "top5": "top5"},
+    "detection": {"map": "voc_map", "map_area": "voc_map_area"},
+    "segmentation": {"miou": "ade_miou", "aacc": "ade_aacc", "macc": "ade_macc"},
+}
+METRICS = ("top1", "top5", "map", "map_area", "miou", "aacc", "macc")  # the statistics' metrics, in order
+
+
+class TableError(TrickBenchError, RuntimeError):
+    """Results that cannot be tabulated (unreadable, two runs with one id or one recipe and seed)."""
+
+
+# ---------------------------------------------------------------- finding and joining
+
+
+def find_results(root: Path) -> list[Result]:
+    if not root.is_dir():
+        raise TableError(f"--runs {root} is not a directory")
+    found = results.find(root)
+    for path in found.foreign:
+        print(f"warning: {path} is not a TrickBench result (no stage); skipped", file=sys.stderr)
+    if found.unreadable:
+        path, problem = found.unreadable[0]
+        more = f" ({len(found.unreadable) - 1} more unreadable result file(s))" if len(found.unreadable) > 1 else ""
+        raise TableError(problem + more)
+    return found.results
+
+
+@dataclass
+class Joined:
+    """One backbone's results: its pretraining (None for an external checkpoint) and the
+    newest result of each downstream stage that fine-tuned exactly its ``backbone.pth``."""
+    backbone: str
+    pretrain: Result | None = None
+    downstream: dict[str, Result] = field(default_factory=dict)
+
+    @property
+    def first(self) -> Result:
+        return self.pretrain or next(iter(self.downstream.values()))
+
+
+def join(found: list[Result], configs: dict[str, str] | None = None) -> list[Joined]:
+    """Downstream results joined to the backbone they fine-tuned, by backbone id, checked
+    against the SHA-256 of its ``backbone.pth``. ``configs`` maps a downstream stage to the
+    config (file stem) whose results count, e.g. ``{"detection":
+    "faster-rcnn_r50-c4_4xb1-20e_voc0712_paper"}``; by default every config does, and the
+    newest result of a backbone and stage wins (ties broken by path)."""
+    configs = configs or {}
+    joined: dict[str, Joined] = {}
+    for res in found:
+        if res.stage != "pretrain":
+            continue
+        if res.backbone in joined:
+            raise TableError(f"two pretrain runs share the backbone id {res.backbone!r}: "
+                             f"{joined[res.backbone].pretrain.run_dir} and {res.run_dir}; rename one (run.name)")
+        joined[res.backbone] = Joined(res.backbone, pretrain=res)
+    for res in found:
+        if res.stage == "pretrain" or configs.get(res.stage) not in (None, res.config_name):
+            continue  # a pretrain result, or a downstream result of a config not asked for
+        entry = joined.setdefault(res.backbone, Joined(res.backbone))
+        pre = entry.pretrain
+        if pre is not None and res.backbone_sha256 and pre.backbone_sha256 \
+                and res.backbone_sha256 != pre.backbone_sha256:
+            print(f"warning: {res.run_dir} fine-tuned an older backbone.pth of {res.backbone!r} "
+                  f"(checksum differs); skipped", file=sys.stderr)
+            continue
+        held = entry.downstream.get(res.stage)
+        if held is None or (res.finished_at, str(res.run_dir)) > (held.finished_at, str(held.run_dir)):
+            entry.downstream[res.stage] = res
+    for stage, flag in (("detection", "--det-config"), ("segmentation", "--seg-config")):
+        used = sorted({j.downstream[stage].config_name for j in joined.values() if stage in j.downstream})
+        if len(used) > 1:
+            print(f"warning: the {stage} column mixes configs ({', '.join(used)}), whose numbers do not compare; "
+                  f"pass {flag} to keep one", file=sys.stderr)
+    return [joined[k] for k in sorted(joined) if joined[k].pretrain or joined[k].downstream]
+
+
+# ---------------------------------------------------------------- the table
+
+
+def arch_name(res: Result) -> str:
+    a = res.arch or {}
+    if not a:
+        return ""
+    width = "" if a.get("base_channels", 64) == 64 else f"-w{a['base_channels']}"
+    return f"ResNet-{a['depth']}-{a['variant']}{width}"
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def mean_or_none(xs: tuple[float, ...] | list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+@dataclass(frozen=True)
+class RecipeCost:
+    """What the runs of one recipe cost: one value per run that recorded it (an external
+    backbone has no pretraining cost, a stage that did not run none of its own)."""
+    pretrain_device_hours: tuple[float, ...] = ()
+    pretrain_images_per_s: tuple[float, ...] = ()
+    detection_device_hours: tuple[float, ...] = ()
+    segmentation_device_hours: tuple[float, ...] = ()
+
+    def cells(self) -> tuple[str, ...]:
+        """The mean per run of each field, in field order, as recipes.csv and the report show it
+        ('' where no run recorded it)."""
+        return tuple(fmt(mean_or_none(getattr(self, f.name)), 4 if f.name.endswith("hours") else 1)
+                     for f in fields(self))
+
+
+COST_COLUMNS = tuple(f.name for f in fields(RecipeCost))
+
+
+@dataclass(frozen=True)
+class StudyTable:
+    """What a study's results hold, for the leaderboard and the statistics. A recipe without
+    a pretraining result (an external backbone) has no ``tricks`` or ``factors`` entry."""
+    runs: tuple[Run, ...]                  # one per backbone: its recipe, seed (None: 0) and metrics
+    rows: tuple[dict[str, str], ...]       # leaderboard.csv: one per backbone, keyed by COLUMNS
+    arch: dict[str, str]                   # recipe -> "ResNet-50-D" ('' when its results name none)
+    tricks: dict[str, tuple[str, ...]]     # recipe -> its on/off tricks (Result.tricks)
+    factors: dict[str, tuple[str, ...]]    # recipe -> its tricks and its variant if not B (Result.factors)
+    cost: dict[str, RecipeCost]
+    stages: frozenset[str]                 # the stages with at least one joined result
+
+    @property
+    def recipes(self) -> list[str]:
+        return sorted({r.recipe for r in self.runs})
+
+    @property
+    def downstream(self) -> bool:
+        """Whether any backbone has a detection or segmentation result."""
+        return bool(self.stages - {"pretrain"})
+
+
+def leaderboard_rows(joined: list[Joined], root: Path) -> list[dict[str, str]]:
+    """One row per backbone (every seed of every recipe): ``COLUMNS``."""
+    rows = []
+    for j in joined:
+        row = {c: "" for c in COLUMNS} | {"backbone": j.backbone, "recipe": j.first.recipe}
+        ref = j.pretrain or j.first
+        row.update(arch=arch_name(ref), seed="" if ref.seed is None else str(ref.seed))
+        if j.pretrain:
+            row.update(tricks="+".join(j.pretrain.tricks) or "baseline",
+                       pretrain_dir=str(j.pretrain.run_dir.relative_to(root)))
+            for metric, col in STAGE_COLUMNS["pretrain"].items():
+                row[col] = fmt(j.pretrain.metrics.get(metric))
+        else:
+            row["top1"] = fmt(j.first.top1)  # an external backbone's top-1, given by the user
+        for stage, res in j.downstream.items():
+            for metric, col in STAGE_COLUMNS[stage].items():
+                row[col] = fmt(res.metrics.get(metric))
+            prefix = "det" if stage == "detection" else "seg"
+            row[f"{prefix}_config"] = res.config_name
+            row[f"{prefix}_dir"] = str(res.run_dir.relative_to(root))
+        rows.append(row)
+    return rows
+
+
+def build_rows(found: list[Result], root: Path, configs: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """The leaderboard's rows of the results ``found`` under ``root``."""
+    return leaderboard_rows(join(found, configs), root)
+
+
+def tabulate(joined: list[Joined], root: Path) -> StudyTable:
+    """The joined results of the runs under ``root`` as a table; two backbones with the same
+    recipe and seed are a :class:`TableError`."""
+    runs, arch, tricks, factors = [], {}, {}, {}
+    cost: dict[str, dict[str, list[float]]] = {}
+    seen: dict[tuple[str, int], str] = {}
+    for j in joined:
+        first = j.pretrain or j.first
+        recipe, seed = first.recipe, first.seed if first.seed is not None else 0
+        if (recipe, seed) in seen:
+            raise TableError(f"backbones {seen[(recipe, seed)]!r} and {j.backbone!r} are both seed {seed} of recipe "
+                             f"{recipe!r} ({first.source}); give them distinct seeds or recipes (run.seed, run.recipe)")
+        seen[(recipe, seed)] = j.backbone
+        metrics = {}
+        if j.pretrain:
+            metrics |= {k: v for k, v in j.pretrain.metrics.items() if k in ("top1", "top5")}
+            tricks.setdefault(recipe, tuple(j.pretrain.tricks))
+            factors.setdefault(recipe, j.pretrain.factors)
+        elif first.top1 is not None:
+            metrics["top1"] = first.top1
+        for res in j.downstream.values():
+            metrics |= {k: v for k, v in res.metrics.items() if k in METRICS}
+        runs.append(Run(recipe, seed, metrics))
+        arch.setdefault(recipe, arch_name(first))
+        c = cost.setdefault(recipe, {name: [] for name in COST_COLUMNS})
+        if j.pretrain:
+            c["pretrain_device_hours"].append(j.pretrain.cost.device_hours)
+            if j.pretrain.cost.images_per_s is not None:
+                c["pretrain_images_per_s"].append(j.pretrain.cost.images_per_s)
+        for stage, res in j.downstream.items():
+            c[f"{stage}_device_hours"].append(res.cost.device_hours)
+    stages = {"pretrain" for j in joined if j.pretrain} | {s for j in joined for s in j.downstream}
+    return StudyTable(tuple(runs), tuple(leaderboard_rows(joined, root)), arch, tricks, factors,
+                      {r: RecipeCost(**{k: tuple(v) for k, v in c.items()}) for r, c in cost.items()},
+                      frozenset(stages))
+
+
+# ---------------------------------------------------------------- the CSV files
+
+
+def to_csv(rows: list[dict[str, str]] | tuple[dict[str, str], ...]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def recipes_csv(summary: dict[str, dict[str, Summary]], table: StudyTable) -> str:
+    """Per recipe: seeds, mean, std and 95% interval of every metric, and the mean cost of a run."""
+    cols = ["recipe", "arch", "tricks", "n_seeds"]
+    for m in METRICS:
+        cols += [f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"]
+    cols += list(COST_COLUMNS)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for recipe in sorted(summary):
+        row = {"recipe": recipe, "arch": table.arch[recipe],
+               "tricks": "+".join(table.tricks.get(recipe, ())) or ("baseline" if recipe in table.tricks else ""),
+               "n_seeds": max(s.n for s in summary[recipe].values())}
+        for m, s in summary[recipe].items():
+            row |= {f"{m}_mean": fmt(s.mean), f"{m}_std": fmt(s.std), f"{m}_ci_low": fmt(s.ci_low),
+                    f"{m}_ci_high": fmt(s.ci_high)}
+        row |= dict(zip(COST_COLUMNS, table.cost[recipe].cells()))
+        w.writerow(row)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- which results count (both CLIs)
+
+
+def add_selection_args(p: argparse.ArgumentParser) -> None:
+    """``--runs``, ``--det-config``, ``--seg-config``: which results a table or report reads."""
+    p.add_argument("--runs", required=True, type=Path, help="folder to scan for result.json files")
+    p.add_argument("--det-config", help="count only detection results of this config (its file name, without .py)")
+    p.add_argument("--seg-config", help="count only segmentation results of this config (its file name, without .py)")
+
+
+def selected_configs(args: argparse.Namespace) -> dict[str, str]:
+    return {stage: Path(name).stem for stage, name in (("detection", args.det_config),
+                                                       ("segmentation", args.seg_config)) if name}
