@@ -59,7 +59,7 @@ from trickbench.typed import ConfigError, build
 STAGES = ("pretrain", "detection", "segmentation", "report")
 DESIGNS = ("cumulative", "one_at_a_time", "leave_one_out", "factorial")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-DATA_ROOTS = {"imagenet": "pretraining", "voc": "detection", "ade20k": "segmentation"}
+DATA_ROOTS = ("imagenet", "voc", "ade20k")  # ImageNet for pretraining, VOC for detection, ADE20K for segmentation
 
 
 class StudyError(TrickBenchError, ValueError):
@@ -266,8 +266,8 @@ def _file(value: Any, where: str, path: Path, *, must_exist: bool = True) -> Pat
         if candidate.exists():
             return candidate.resolve()
     if must_exist:
-        looked = ", ".join(str(c.parent) for c in candidates(value))
-        raise StudyError(f"{path}: {where} {value} does not exist (looked in {looked}); fix the path, or create "
+        looked = " and ".join(str(c) for c in candidates(value))
+        raise StudyError(f"{path}: {where} {value} does not exist (looked for {looked}); fix the path, or create "
                          f"it first")
     return candidates(value)[0].resolve()
 
