@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import TrickBenchError
 from .fileio import atomic_write_json, read_json
 from .tricks import factors, tricks_of, variant_of
-from .errors import TrickBenchError
 
 NAME = "result.json"
 STAGES = ("pretrain", "detection", "segmentation")

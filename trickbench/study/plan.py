@@ -9,8 +9,10 @@ Jobs, in the order they can run::
     report                                       evaluation/report.py   after all of them, however they ended
 
 Each run goes where the leaderboard and the report look for it:
-``WORK/runs/<recipe>/seed<N>`` (backbone id ``<recipe>-seed<N>``) and its
-fine-tunings in ``detection/<config>`` and ``segmentation/<config>`` inside it.
+``WORK/runs/<recipe>/seed<N>`` (backbone id ``<recipe>-seed<N>``, passed to the run as
+``run.name`` and ``run.recipe``) and its fine-tunings in ``detection/<config>`` and
+``segmentation/<config>`` inside it. A study without downstream configs is pretraining
+only (the paper's Tables 3-6): its report analyses top-1 and top-5.
 
 Every job has a **fingerprint**: a hash of everything that decides its result (the
 resolved config with the study's options, seed and data root, and the fingerprints
