@@ -21,6 +21,7 @@ from trickbench.errors import report as report_error
 from trickbench.fileio import remove_stale_temps
 from trickbench.mmconfig import check_options, read_config
 from trickbench.paths import REPO
+from trickbench.results import MAIN_METRIC
 from trickbench.runinfo import sha256_file
 from trickbench.runtime import atomic_torch_save, write_result
 from trickbench.worklock import lock_work_dir
@@ -28,6 +29,7 @@ from trickbench.worklock import lock_work_dir
 from . import backbone as _backbone  # noqa: F401  (registers the TrickBenchPretrained initializer)
 from .datacheck import run_datasets
 from .external import load_external
+from .heldout import apply_heldout, choose
 from .resume_rng import ResumeRandomState
 from .safe_load import load_weights_only
 
@@ -65,6 +67,7 @@ class Backbone:
     source: str
     state: dict | None = None
     recipe: str | None = None
+    seed: int | None = None     # the pretraining seed (a pretrain run's)
 
 
 def resolve_backbone(source: str, *, variant: str | None = None, name: str | None = None,
@@ -85,7 +88,7 @@ def resolve_backbone(source: str, *, variant: str | None = None, name: str | Non
             raise CheckpointError(f"--variant {variant}: {path} is a ResNet-{res.arch['variant']} run")
         return Backbone(name or res.backbone, res.arch, ckpt.resolve(), res.backbone_sha256,
                         res.metrics.get("top1") if top1 is None else top1, path.resolve(), "trickbench",
-                        recipe=name or res.recipe)
+                        recipe=name or res.recipe, seed=res.seed)
     if path.is_file():
         ext = load_external(path, variant)
         bb_id = name or path.stem
@@ -141,7 +144,18 @@ def parse_args(task: str, default_config: str, argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir "
                                                          "(start the run if it has none yet)")
     p.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper; needs a GPU)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the run (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the fine-tune: the heads' initialisation and "
+                                                       "the data order (default: %(default)s)")
+    p.add_argument("--pretrain-seed", type=int, help="the pretraining seed of a weights file, for the record (a "
+                                                     "pretrain run directory records its own)")
+    p.add_argument("--heldout", type=float, metavar="FRACTION",
+                   help="a hyperparameter trial: hold out this fraction of the training images (seeded, the same for "
+                        "every backbone), train on the rest and score on it; the test split is not read")
+    p.add_argument("--sweep", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
+                   help="the trial's grid point: config keys set like --cfg-options, recorded as the trial's values")
+    p.add_argument("--select-from", nargs="+", type=Path, metavar="TRIAL_DIR",
+                   help="use the grid point with the best mean held-out score over these trials' results (their "
+                        "work dirs), and record the choice")
     p.add_argument("--skip-data-check", action="store_true", help="skip the pre-flight dataset checks")
     return p.parse_args(argv)
 
@@ -203,6 +217,31 @@ def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> C
     return cfg
 
 
+def apply_protocol(cfg: Config, args: argparse.Namespace, task: str) -> tuple[dict | None, dict | None]:
+    """A trial's held-out split and grid point, or a final run's chosen hyperparameters;
+    returns the records its result keeps (``heldout``, ``selection``)."""
+    if args.heldout is not None and args.select_from:
+        raise DownstreamError("--heldout (a trial) and --select-from (a run with chosen hyperparameters) exclude "
+                              "each other")
+    heldout = selection = None
+    if args.sweep:
+        if args.heldout is None:
+            raise DownstreamError("--sweep sets a trial's grid point and needs --heldout: a grid point is scored on "
+                                  "held-out training images, never on the test split")
+        cfg.merge_from_dict(check_options(cfg.to_dict(), args.sweep, args.config))
+    if args.heldout is not None:
+        heldout = apply_heldout(cfg, args.heldout, Path(cfg.work_dir)) | {"values": dict(args.sweep)}
+    if args.select_from:
+        selection = choose(args.select_from, MAIN_METRIC[task])
+        cfg.merge_from_dict(check_options(cfg.to_dict(), selection["chosen"], args.config))
+    best = ((cfg.get("default_hooks") or {}).get("checkpoint") or {}).get("save_best")
+    if best and heldout is None:
+        raise DownstreamError(f"default_hooks.checkpoint.save_best={best!r} picks a checkpoint on the evaluation "
+                              f"split, which is the test split here; drop it (the suite reports the last "
+                              f"checkpoint), or choose settings on held-out data (a study's downstream.sweep)")
+    return heldout, selection
+
+
 def validate(cfg: Config) -> None:
     """The settings a run cannot start without, checked before anything is written."""
     for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
@@ -235,6 +274,7 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
     if not config_path.is_file():
         raise DownstreamError(f"config {config_path} does not exist (the configs are under configs/{task}/)")
     cfg = prepare(read_config(config_path), args, task, bb)
+    heldout, selection = apply_protocol(cfg, args, task)
     if bb.state is not None:  # a foreign checkpoint: keep the converted weights with the run
         bb.checkpoint = atomic_torch_save(Path(cfg.work_dir) / "backbone.pth", bb.state).resolve()
         bb.sha256 = sha256_file(bb.checkpoint)
@@ -259,7 +299,9 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
             wall_time_s=time.time() - t0, config_file=str(config_path), backbone_sha256=bb.sha256,
             pretrain_dir=str(bb.pretrain_dir) if bb.pretrain_dir else None, top1=bb.top1, arch=bb.arch,
             backbone_source=bb.source,
-            iterations=runner.iter, images_seen=runner.iter * batch * world, raw_metrics=capture.metrics)
+            iterations=runner.iter, images_seen=runner.iter * batch * world, raw_metrics=capture.metrics,
+            pretrain_seed=bb.seed if bb.seed is not None else args.pretrain_seed, finetune_seed=args.seed,
+            heldout=heldout, selection=selection)
         print(f"[{bb.id}] {task} done: " + ", ".join(f"{k} {v:.2f}" for k, v in read_metrics(capture.metrics).items())
               + f"; result {Path(cfg.work_dir) / 'result.json'}")
     return 0

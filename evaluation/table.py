@@ -27,7 +27,8 @@ from trickbench.errors import TrickBenchError
 from trickbench.results import Result
 
 COLUMNS = ["backbone", "recipe", "seed", "arch", "tricks", "top1", "top5", "voc_map", "voc_map_area", "ade_miou", "ade_aacc",
-           "ade_macc", "det_config", "seg_config", "pretrain_dir", "det_dir", "seg_dir"]
+           "ade_macc", "det_config", "seg_config", "pretrain_dir", "det_dir", "seg_dir", "det_finetunes",
+           "seg_finetunes"]  # a downstream metric is the mean over the backbone's fine-tunes (det_finetunes of them)
 # stage -> (metric in result.json -> column)
 STAGE_COLUMNS = {
     "pretrain": {"top1": "top1", "top5": "top5"},
@@ -59,15 +60,31 @@ def find_results(root: Path) -> list[Result]:
 
 @dataclass
 class Joined:
-    """One backbone's results: its pretraining (None for an external checkpoint) and the
-    newest result of each downstream stage that fine-tuned exactly its ``backbone.pth``."""
+    """One backbone's results: its pretraining (None for an external checkpoint), and per
+    downstream stage the fine-tunes of exactly its ``backbone.pth`` (the newest of each
+    fine-tune seed, in seed order) and the hyperparameter trials that chose their settings."""
     backbone: str
     pretrain: Result | None = None
-    downstream: dict[str, Result] = field(default_factory=dict)
+    downstream: dict[str, list[Result]] = field(default_factory=dict)
+    trials: dict[str, list[Result]] = field(default_factory=dict)
 
     @property
     def first(self) -> Result:
-        return self.pretrain or next(iter(self.downstream.values()))
+        return self.pretrain or next(iter(self.downstream.values()))[0]
+
+    @property
+    def seed(self) -> int:
+        """The backbone's pretraining seed (0 where nothing recorded one)."""
+        if self.pretrain is not None:
+            return self.pretrain.seed if self.pretrain.seed is not None else 0
+        first = self.first
+        seed = first.pretrain_seed if first.pretrain_seed is not None else first.seed
+        return seed if seed is not None else 0
+
+
+def finetune_key(res: Result) -> int | None:
+    """A fine-tune's seed: the recorded one, else (files from before fine-tune seeds) its ``seed``."""
+    return res.finetune_seed if res.finetune_seed is not None else res.seed
 
 
 def join(found: list[Result], configs: dict[str, str] | None = None) -> list[Joined]:
@@ -85,6 +102,7 @@ def join(found: list[Result], configs: dict[str, str] | None = None) -> list[Joi
             raise TableError(f"two pretrain runs share the backbone id {res.backbone!r}: "
                              f"{joined[res.backbone].pretrain.run_dir} and {res.run_dir}; rename one (run.name)")
         joined[res.backbone] = Joined(res.backbone, pretrain=res)
+    newest: dict[tuple[str, str, int | None], Result] = {}
     for res in found:
         if res.stage == "pretrain" or configs.get(res.stage) not in (None, res.config_name):
             continue  # a pretrain result, or a downstream result of a config not asked for
@@ -95,11 +113,17 @@ def join(found: list[Result], configs: dict[str, str] | None = None) -> list[Joi
             print(f"warning: {res.run_dir} fine-tuned an older backbone.pth of {res.backbone!r} "
                   f"(checksum differs); skipped", file=sys.stderr)
             continue
-        held = entry.downstream.get(res.stage)
+        if res.is_trial:  # scored on held-out training images: kept for its cost and choice, never reported
+            entry.trials.setdefault(res.stage, []).append(res)
+            continue
+        key = (res.backbone, res.stage, finetune_key(res))
+        held = newest.get(key)
         if held is None or (res.finished_at, str(res.run_dir)) > (held.finished_at, str(held.run_dir)):
-            entry.downstream[res.stage] = res
+            newest[key] = res
+    for (backbone, stage, _), res in sorted(newest.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
+        joined[backbone].downstream.setdefault(stage, []).append(res)
     for stage, flag in (("detection", "--det-config"), ("segmentation", "--seg-config")):
-        used = sorted({j.downstream[stage].config_name for j in joined.values() if stage in j.downstream})
+        used = sorted({r.config_name for j in joined.values() for r in j.downstream.get(stage, [])})
         if len(used) > 1:
             print(f"warning: the {stage} column mixes configs ({', '.join(used)}), whose numbers do not compare; "
                   f"pass {flag} to keep one", file=sys.stderr)
@@ -115,6 +139,17 @@ def arch_name(res: Result) -> str:
         return ""
     width = "" if a.get("base_channels", 64) == 64 else f"-w{a['base_channels']}"
     return f"ResNet-{a['depth']}-{a['variant']}{width}"
+
+
+def mean_metric(fts: list[Result], metric: str) -> float | None:
+    """The mean of ``metric`` over a backbone's fine-tunes (the per-backbone mean the statistics use)."""
+    values = [r.metrics[metric] for r in fts if metric in r.metrics]
+    return sum(values) / len(values) if values else None
+
+
+def common_dir(paths: list[Path]) -> Path:
+    parts = zip(*(p.parts for p in paths))
+    return Path(*[ps[0] for ps in parts if len(set(ps)) == 1] or ["/"])
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
@@ -145,6 +180,22 @@ COST_COLUMNS = tuple(f.name for f in fields(RecipeCost))
 
 
 @dataclass(frozen=True)
+class FineTune:
+    """One reported fine-tune: a row of ``runs.csv`` (sweep trials are not rows)."""
+    recipe: str
+    seed: int                              # the backbone's pretraining seed
+    stage: str                             # detection or segmentation
+    config: str
+    finetune_seed: int | None
+    metrics: dict[str, float]
+    chosen: dict                           # the hyperparameters chosen on held-out data ({} without a sweep)
+    device_hours: float
+    sweep_device_hours: float              # its share of its backbone's trials
+    device: str
+    selection: dict | None = None
+
+
+@dataclass(frozen=True)
 class StudyTable:
     """What a study's results hold, for the leaderboard and the statistics. A recipe without
     a pretraining result (an external backbone) has no ``tricks`` or ``factors`` entry."""
@@ -155,6 +206,7 @@ class StudyTable:
     factors: dict[str, tuple[str, ...]]    # recipe -> its tricks and its variant if not B (Result.factors)
     cost: dict[str, RecipeCost]
     stages: frozenset[str]                 # the stages with at least one joined result
+    finetunes: tuple[FineTune, ...] = ()   # every reported fine-tune (runs.csv; the variance components)
 
     @property
     def recipes(self) -> list[str]:
@@ -172,7 +224,8 @@ def leaderboard_rows(joined: list[Joined], root: Path) -> list[dict[str, str]]:
     for j in joined:
         row = {c: "" for c in COLUMNS} | {"backbone": j.backbone, "recipe": j.first.recipe}
         ref = j.pretrain or j.first
-        row.update(arch=arch_name(ref), seed="" if ref.seed is None else str(ref.seed))
+        recorded = ref.seed if j.pretrain else (ref.pretrain_seed if ref.pretrain_seed is not None else ref.seed)
+        row.update(arch=arch_name(ref), seed="" if recorded is None else str(recorded))
         if j.pretrain:
             row.update(tricks="+".join(j.pretrain.tricks) or "baseline",
                        pretrain_dir=str(j.pretrain.run_dir.relative_to(root)))
@@ -180,12 +233,14 @@ def leaderboard_rows(joined: list[Joined], root: Path) -> list[dict[str, str]]:
                 row[col] = fmt(j.pretrain.metrics.get(metric))
         else:
             row["top1"] = fmt(j.first.top1)  # an external backbone's top-1, given by the user
-        for stage, res in j.downstream.items():
+        for stage, fts in j.downstream.items():
             for metric, col in STAGE_COLUMNS[stage].items():
-                row[col] = fmt(res.metrics.get(metric))
+                row[col] = fmt(mean_metric(fts, metric))
             prefix = "det" if stage == "detection" else "seg"
-            row[f"{prefix}_config"] = res.config_name
-            row[f"{prefix}_dir"] = str(res.run_dir.relative_to(root))
+            row[f"{prefix}_config"] = fts[0].config_name
+            where = fts[0].run_dir if len(fts) == 1 else common_dir([r.run_dir for r in fts])
+            row[f"{prefix}_dir"] = str(where.relative_to(root))
+            row[f"{prefix}_finetunes"] = str(len(fts))
         rows.append(row)
     return rows
 
@@ -201,9 +256,10 @@ def tabulate(joined: list[Joined], root: Path) -> StudyTable:
     runs, arch, tricks, factors = [], {}, {}, {}
     cost: dict[str, dict[str, list[float]]] = {}
     seen: dict[tuple[str, int], str] = {}
+    finetunes: list[FineTune] = []
     for j in joined:
         first = j.pretrain or j.first
-        recipe, seed = first.recipe, first.seed if first.seed is not None else 0
+        recipe, seed = first.recipe, j.seed
         if (recipe, seed) in seen:
             raise TableError(f"backbones {seen[(recipe, seed)]!r} and {j.backbone!r} are both seed {seed} of recipe "
                              f"{recipe!r} ({first.source}); give them distinct seeds or recipes (run.seed, run.recipe)")
@@ -215,21 +271,30 @@ def tabulate(joined: list[Joined], root: Path) -> StudyTable:
             factors.setdefault(recipe, j.pretrain.factors)
         elif first.top1 is not None:
             metrics["top1"] = first.top1
-        for res in j.downstream.values():
-            metrics |= {k: v for k, v in res.metrics.items() if k in METRICS}
+        for fts in j.downstream.values():
+            names = [k for k in METRICS if any(k in r.metrics for r in fts)]
+            metrics |= {k: mean_metric(fts, k) for k in names}
         runs.append(Run(recipe, seed, metrics))
+        for stage, fts in j.downstream.items():
+            sweep_hours = sum(t.cost.device_hours for t in j.trials.get(stage, []))
+            for r in fts:
+                finetunes.append(FineTune(
+                    recipe, seed, stage, r.config_name, finetune_key(r),
+                    {k: v for k, v in r.metrics.items() if k in METRICS},
+                    dict((r.selection or {}).get("chosen") or {}), r.cost.device_hours, sweep_hours / len(fts),
+                    r.cost.device, r.selection))
         arch.setdefault(recipe, arch_name(first))
         c = cost.setdefault(recipe, {name: [] for name in COST_COLUMNS})
         if j.pretrain:
             c["pretrain_device_hours"].append(j.pretrain.cost.device_hours)
             if j.pretrain.cost.images_per_s is not None:
                 c["pretrain_images_per_s"].append(j.pretrain.cost.images_per_s)
-        for stage, res in j.downstream.items():
-            c[f"{stage}_device_hours"].append(res.cost.device_hours)
+        for stage, fts in j.downstream.items():  # a backbone's fine-tunes and its trials, together
+            c[f"{stage}_device_hours"].append(sum(r.cost.device_hours for r in fts + j.trials.get(stage, [])))
     stages = {"pretrain" for j in joined if j.pretrain} | {s for j in joined for s in j.downstream}
     return StudyTable(tuple(runs), tuple(leaderboard_rows(joined, root)), arch, tricks, factors,
                       {r: RecipeCost(**{k: tuple(v) for k, v in c.items()}) for r, c in cost.items()},
-                      frozenset(stages))
+                      frozenset(stages), tuple(finetunes))
 
 
 # ---------------------------------------------------------------- the CSV files
@@ -261,6 +326,25 @@ def recipes_csv(summary: dict[str, dict[str, Summary]], table: StudyTable) -> st
                     f"{m}_ci_high": fmt(s.ci_high)}
         row |= dict(zip(COST_COLUMNS, table.cost[recipe].cells()))
         w.writerow(row)
+    return buf.getvalue()
+
+
+def runs_csv(finetunes: tuple[FineTune, ...] | list[FineTune]) -> str:
+    """One row per reported fine-tune: recipe, pretraining seed, task, config, protocol, fine-tune
+    seed, each chosen hyperparameter (a column named by its key), each metric, device-hours (the
+    fine-tune's own plus its share of its backbone's sweep)."""
+    keys = sorted({k for f in finetunes for k in f.chosen})
+    metrics = [m for m in METRICS if any(m in f.metrics for f in finetunes)]
+    cols = ["recipe", "pretrain_seed", "task", "config", "protocol", "finetune_seed", *keys, *metrics,
+            "device_hours", "device"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for f in sorted(finetunes, key=lambda f: (f.recipe, f.seed, f.stage, f.config, f.finetune_seed or 0)):
+        w.writerow({"recipe": f.recipe, "pretrain_seed": f.seed, "task": f.stage, "config": f.config,
+                    "protocol": "finetune", "finetune_seed": "" if f.finetune_seed is None else f.finetune_seed}
+                   | {k: f.chosen.get(k, "") for k in keys} | {m: fmt(f.metrics.get(m)) for m in metrics}
+                   | {"device_hours": fmt(f.device_hours + f.sweep_device_hours, 5), "device": f.device})
     return buf.getvalue()
 
 

@@ -81,12 +81,23 @@ class Result:
     backbone_sha256: str | None = None
     pretrain_dir: str | None = None
     study: dict | None = None    # the study and job that produced it (trickbench.study): name, job, fingerprint
+    # downstream: the backbone's pretraining seed and the fine-tune's own (``seed`` is the latter);
+    # None in files written before fine-tune seeds existed, where one fine-tune ran per backbone
+    pretrain_seed: int | None = None
+    finetune_seed: int | None = None
+    heldout: dict | None = None  # a hyperparameter trial scored on held-out training data: never a reported number
+    selection: dict | None = None  # the trials its hyperparameters were chosen from, and the choice
     extra: dict = field(default_factory=dict)
     source: Path | None = field(default=None, compare=False)  # the file it was read from; not written
 
     @property
     def run_dir(self) -> Path | None:
         return self.source.parent if self.source else None
+
+    @property
+    def is_trial(self) -> bool:
+        """A hyperparameter trial (scored on held-out training images, not the test split)."""
+        return self.heldout is not None
 
     @property
     def config_name(self) -> str:
@@ -209,8 +220,13 @@ def check(result: Result, path: Path) -> None:
     for name in ("backbone", "recipe", "finished_at"):
         if not isinstance(getattr(result, name), str) or not getattr(result, name):
             raise bad(f"no {name}")
-    if result.seed is not None and (not isinstance(result.seed, int) or isinstance(result.seed, bool)):
-        raise bad(f"seed {result.seed!r} is not an integer")
+    for name in ("seed", "pretrain_seed", "finetune_seed"):
+        value = getattr(result, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise bad(f"{name} {value!r} is not an integer")
+    for name in ("heldout", "selection"):
+        if getattr(result, name) is not None and not isinstance(getattr(result, name), dict):
+            raise bad(f"{name} {getattr(result, name)!r} is not a record")
     if not isinstance(result.metrics, dict):
         raise bad("no metrics")
     if MAIN_METRIC[result.stage] not in result.metrics:

@@ -172,32 +172,7 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
     for task, configs, script, root in (("detection", study.detection, "downstream/detect.py", "voc"),
                                         ("segmentation", study.segmentation, "downstream/segment.py", "ade20k")):
         for config in configs:
-            opts = study.downstream_options[task]
-            resolved = _downstream_config(config, opts, task)
-            for recipe in study.recipes:
-                if not recipe.downstream:
-                    continue
-                for seed in recipe.seeds:
-                    wd = run_dir(recipe.name, seed) / task / config.stem
-                    if recipe.external:
-                        source = ["--backbone", str(recipe.checkpoint), "--name", backbone_id(recipe.name, seed),
-                                  "--recipe", recipe.name]
-                        source += ["--top1", str(recipe.top1)] if recipe.top1 is not None else []
-                        source += ["--variant", recipe.variant] if recipe.variant else []
-                        deps, upstream = (), _file_identity(recipe.checkpoint)
-                    else:
-                        up = pretrain[(recipe.name, seed)]
-                        source, deps, upstream = ["--backbone", str(up.work_dir)], (up.id,), up.fingerprint
-                    argv = (script, *source, "--config", str(config), "--data-root", f"{study.data[root]}/",
-                            "--work-dir", str(wd), "--seed", str(seed), "--resume")
-                    if opts:
-                        argv += ("--cfg-options", *option_args(opts, f"downstream.options.{task}"))
-                    downstream.append(Job(
-                        id=f"{task}/{config.stem}/{recipe.name}/seed{seed}", stage=task, argv=argv, work_dir=wd,
-                        deps=deps, resources=study.resources[task],
-                        fingerprint=_hash({"stage": task, "config": resolved, "data": str(study.data[root]),
-                                           "seed": seed, "recipe": recipe.name, "backbone": upstream}),
-                        recipe=recipe.name, seed=seed))
+            downstream += _downstream_jobs(study, task, config, script, root, pretrain, run_dir)
     jobs += downstream
 
     det = study.detection or (None,)
@@ -218,6 +193,73 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
                         fingerprint=_hash({"argv": argv[5:], "deps": [j.fingerprint for j in jobs if j.id in deps]}),
                         after_any=True))
     return Plan(study, work, tuple(jobs), tuple(_design_warnings(study, factor_sets)))
+
+
+def _downstream_jobs(study: Study, task: str, config: Path, script: str, root: str,
+                     pretrain: dict[tuple[str, int], Job], run_dir) -> list[Job]:
+    """One config's fine-tuning jobs: per backbone (recipe x pretraining seed), the sweep's trials
+    (one per grid point, scored on held-out training images) and then one fine-tune per fine-tune
+    seed with the values the trials chose, scored on the test split."""
+    opts = study.downstream_options[task]
+    resolved = _downstream_config(config, opts, task)
+    grid = study.grid(task)
+    for point in grid:  # every swept key must be one the config has, before anything runs
+        try:
+            check_options(resolved["values"], point, str(config))
+        except ConfigFileError as e:
+            raise StudyError(f"{study.source}: downstream.sweep.{task}: {e}") from None
+    ft_seeds = study.finetune_seeds
+    jobs: list[Job] = []
+    for recipe in study.recipes:
+        if not recipe.downstream:
+            continue
+        trials: dict[int, list[Job]] = {}
+        finals: list[tuple[int, int | None, Path, tuple, str]] = []
+        for seed in recipe.seeds:
+            folder = run_dir(recipe.name, seed) / task / config.stem
+            if recipe.external:
+                source = ["--backbone", str(recipe.checkpoint), "--name", backbone_id(recipe.name, seed),
+                          "--recipe", recipe.name, "--pretrain-seed", str(seed)]
+                source += ["--top1", str(recipe.top1)] if recipe.top1 is not None else []
+                source += ["--variant", recipe.variant] if recipe.variant else []
+                deps, upstream = (), _file_identity(recipe.checkpoint)
+            else:
+                up = pretrain[(recipe.name, seed)]
+                source, deps, upstream = ["--backbone", str(up.work_dir)], (up.id,), up.fingerprint
+            common = (*source, "--config", str(config), "--data-root", f"{study.data[root]}/")
+            tail = ("--cfg-options", *option_args(opts, f"downstream.options.{task}")) if opts else ()
+            base_id = f"{task}/{config.stem}/{recipe.name}/seed{seed}"
+            first_ft = ft_seeds[0] if ft_seeds else seed
+            for i, point in enumerate(grid):
+                wd = folder / "sweep" / f"trial{i}"
+                jobs.append(Job(
+                    id=f"{base_id}/trial{i}", stage=task,
+                    argv=(script, *common, "--work-dir", str(wd), "--seed", str(first_ft), "--resume",
+                          "--heldout", str(study.heldout),
+                          "--sweep", *option_args(point, f"downstream.sweep.{task}"), *tail),
+                    work_dir=wd, deps=deps, resources=study.resources[task],
+                    fingerprint=_hash({"stage": task, "config": resolved, "data": str(study.data[root]),
+                                       "seed": first_ft, "recipe": recipe.name, "backbone": upstream,
+                                       "heldout": study.heldout, "values": point}),
+                    recipe=recipe.name, seed=seed))
+                trials.setdefault(seed, []).append(jobs[-1])
+            for ft in ft_seeds or (seed,):
+                wd = folder if ft_seeds is None else folder / f"ft{ft}"
+                job_id = base_id if ft_seeds is None else f"{base_id}/ft{ft}"
+                finals.append((seed, ft, wd, (common, tail, deps, upstream), job_id))
+        for seed, ft, wd, (common, tail, deps, upstream), job_id in finals:
+            chosen_from = [t for s, ts in trials.items() for t in ts
+                           if study.choose == "recipe" or s == seed]
+            select = ("--select-from", *(str(t.work_dir) for t in chosen_from)) if chosen_from else ()
+            jobs.append(Job(
+                id=job_id, stage=task,
+                argv=(script, *common, "--work-dir", str(wd), "--seed", str(ft), "--resume", *select, *tail),
+                work_dir=wd, deps=tuple(deps) + tuple(t.id for t in chosen_from), resources=study.resources[task],
+                fingerprint=_hash({"stage": task, "config": resolved, "data": str(study.data[root]), "seed": ft,
+                                   "recipe": recipe.name, "backbone": upstream}
+                                  | ({"trials": [t.fingerprint for t in chosen_from]} if chosen_from else {})),
+                recipe=recipe.name, seed=seed))
+    return jobs
 
 
 def backbone_id(recipe: str, seed: int) -> str:

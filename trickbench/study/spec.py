@@ -100,10 +100,20 @@ class DownstreamOptions:
 
 
 @dataclass
+class DownstreamSweep:
+    detection: dict[str, list[Any]] | None = None
+    segmentation: dict[str, list[Any]] | None = None
+
+
+@dataclass
 class DownstreamEntry:
     detection: list[str] | str | None = None
     segmentation: list[str] | str | None = None
     options: DownstreamOptions | None = None
+    seeds: list[int] | None = None          # fine-tune seeds: every backbone is fine-tuned once per seed
+    sweep: DownstreamSweep | None = None    # per task: --cfg-options key -> values; the grid is their product
+    heldout: float = 0.2                    # the fraction of the training images the sweep scores on
+    choose: str = "recipe"                  # choose the sweep's values per recipe or per backbone
 
 
 @dataclass
@@ -213,6 +223,17 @@ class Study:
     reference: str | None
     resources: dict[str, Resources]
     requeue_signal_s: int = 120
+    finetune_seeds: tuple[int, ...] | None = None   # None: one fine-tune per backbone, seeded with its pretraining seed
+    sweep: dict[str, dict[str, tuple]] = field(default_factory=dict)  # per task: key -> values (tasks without: none)
+    heldout: float = 0.2
+    choose: str = "recipe"                  # "recipe" or "backbone"
+
+    def grid(self, task: str) -> list[dict[str, Any]]:
+        """The sweep's grid points of ``task`` in order (the product of its value lists); [] without a sweep."""
+        keys = list(self.sweep.get(task, {}))
+        if not keys:
+            return []
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.sweep[task][k] for k in keys))]
 
     def recipe(self, name: str) -> Recipe:
         for r in self.recipes:
@@ -272,7 +293,7 @@ def _file(value: Any, where: str, path: Path, *, must_exist: bool = True) -> Pat
     return candidates(value)[0].resolve()
 
 
-def _seeds(value: list[int] | None, default: tuple[int, ...], where: str, path: Path) -> tuple[int, ...]:
+def _seeds(value: list[int] | None, default: tuple[int, ...] | None, where: str, path: Path) -> tuple[int, ...]:
     if value is None:
         return default
     if not value or any(s < 0 for s in value):
@@ -345,6 +366,27 @@ def _resolve(v: StudyFile, path: Path) -> Study:
         configs[task] = files
     ds_opts = ds.options or DownstreamOptions()
     downstream_options = {t: dict(getattr(ds_opts, t) or {}) for t in ("detection", "segmentation")}
+    finetune_seeds = _seeds(ds.seeds, None, "downstream.seeds", path) if ds.seeds is not None else None
+    sweep = {}
+    for task in ("detection", "segmentation"):
+        for key, values in (getattr(ds.sweep or DownstreamSweep(), task) or {}).items():
+            if not isinstance(values, (list, tuple)) or not values:
+                raise StudyError(f"{path}: downstream.sweep.{task}[{key!r}] must be a non-empty list of values, not "
+                                 f"{values!r}")
+            if len(set(map(repr, values))) != len(values):
+                raise StudyError(f"{path}: downstream.sweep.{task}[{key!r}] {list(values)} names a value twice")
+            if not configs[task]:
+                raise StudyError(f"{path}: downstream.sweep.{task} is set but downstream.{task} has no config")
+            if key in downstream_options[task]:
+                raise StudyError(f"{path}: downstream.sweep.{task}[{key!r}] is also in downstream.options.{task}; "
+                                 f"a key is swept or fixed, not both")
+            sweep.setdefault(task, {})[key] = tuple(values)
+    if not (isinstance(ds.heldout, (int, float)) and not isinstance(ds.heldout, bool) and 0 < ds.heldout <= 0.5):
+        raise StudyError(f"{path}: downstream.heldout {ds.heldout!r} must be a fraction in (0, 0.5]: the part of the "
+                         f"training images the sweep scores on (VTAB-1k holds out 0.2)")
+    if ds.choose not in ("recipe", "backbone"):
+        raise StudyError(f"{path}: downstream.choose {ds.choose!r} must be 'recipe' (the mean held-out score over a "
+                         f"recipe's pretraining seeds, the default) or 'backbone'")
     for key, task in (("voc", "detection"), ("ade20k", "segmentation")):
         if configs[task] and key not in data:
             raise StudyError(f"{path}: downstream.{task} is set but data.{key} is not; add data = dict({key}=...)")
@@ -361,7 +403,8 @@ def _resolve(v: StudyFile, path: Path) -> Study:
     stages = v.resources or StageResources()
     resources = {s: _resources(slurm, getattr(stages, s), f"resources.{s}", path) for s in STAGES}
     return Study(name, path.resolve(), seeds, tuple(recipes), data, configs["detection"], configs["segmentation"],
-                 downstream_options, v.reference, resources, slurm.requeue_signal_s)
+                 downstream_options, v.reference, resources, slurm.requeue_signal_s, finetune_seeds, sweep,
+                 float(ds.heldout), ds.choose)
 
 
 def _recipe(r: RecipeEntry, where: str, path: Path, seeds: tuple[int, ...]) -> Recipe:
