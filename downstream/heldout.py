@@ -26,7 +26,7 @@ import numpy as np
 
 from trickbench import results
 from trickbench.errors import TrickBenchError
-from trickbench.fileio import atomic_write
+from trickbench.fileio import atomic_write_bytes
 
 from .datacheck import dataset_cfgs
 
@@ -113,7 +113,7 @@ def apply_heldout(cfg, fraction: float, work_dir: Path, seed: int = SPLIT_SEED) 
         paths = {}
         for part, ids in (("train", train_ids), ("heldout", heldout_ids)):
             path = folder / f"{leaf.name}-{part}.txt"
-            atomic_write(path, "".join(f"{i}\n" for i in ids))
+            atomic_write_bytes(path, "".join(f"{i}\n" for i in ids).encode())
             paths[part] = str(path.resolve())
         files[leaf.name] = paths
         ds["ann_file"] = paths["train"]
@@ -125,12 +125,24 @@ def apply_heldout(cfg, fraction: float, work_dir: Path, seed: int = SPLIT_SEED) 
             if "pipeline" in val_leaf:
                 v["pipeline"] = copy.deepcopy(val_leaf["pipeline"])
             val_leaves.append(v)
-    dataset = val_leaves[0] if len(val_leaves) == 1 else dict(type="ConcatDataset", datasets=val_leaves)
+    # mmengine's ConcatDataset keeps one metainfo only where its datasets agree; VOC2007 and VOC2012
+    # differ in dataset_type, which mmdet's VOC0712 config ignores for training: the same here
+    ignore = _concat_ignore_keys(cfg.train_dataloader["dataset"])
+    dataset = val_leaves[0] if len(val_leaves) == 1 else dict(type="ConcatDataset", ignore_keys=ignore,
+                                                              datasets=val_leaves)
     cfg.val_dataloader["dataset"] = dataset
     cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
     n_held = sum(len(h) for h in held.values())
     n_all = sum(len(leaf.ids) for leaf in leaves)
     return {"fraction": fraction, "seed": seed, "images": n_all, "heldout_images": n_held, "files": files}
+
+
+def _concat_ignore_keys(node) -> list[str]:
+    if isinstance(node, dict):
+        if node.get("type") == "ConcatDataset" and node.get("ignore_keys"):
+            return list(node["ignore_keys"])
+        return _concat_ignore_keys(node.get("dataset"))
+    return ["dataset_type"]
 
 
 # ---------------------------------------------------------------- the choice

@@ -265,7 +265,8 @@ def _forest_figure(effects: Sequence[Effect], metrics: list[str], title: str) ->
     fig.legend(handles=[handles[k] for k in ("filled", "noise", "na") if k in kinds], loc="outside lower center",
                ncols=3, frameon=False, fontsize=9)
     methods = {e.method for e in effects if e.method}
-    how = {"paired": "paired t over matched seeds", "welch": "Welch's t"}
+    how = {"paired": "paired t over matched seeds", "welch": "Welch's t",
+           "dunnett": "Dunnett, seed variance pooled over recipes, 95% family-wise"}
     # One panel (a study that was only pretrained: top-1 alone) is narrower than the title: wrap it.
     fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() * 11))
                  + ("\n(" + "; ".join(how[m] for m in sorted(methods)) + ")" if methods else ""), fontsize=11)

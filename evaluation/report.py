@@ -43,9 +43,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from evaluation import plots, stats
-from evaluation.table import (COST_COLUMNS, METRICS, StudyTable, add_selection_args, find_results, join,
-                              recipes_csv, selected_configs, tabulate, to_csv)
+from evaluation import noise, plots, stats
+from evaluation.table import (COST_COLUMNS, METRICS, FineTune, StudyTable, add_selection_args, find_results, join,
+                              recipes_csv, runs_csv, selected_configs, tabulate, to_csv)
 from trickbench import errors
 from trickbench.errors import TrickBenchError
 from trickbench.fileio import atomic_write_bytes, atomic_write_json
@@ -53,6 +53,7 @@ from trickbench.runinfo import now, study_lineage
 from trickbench.tricks import TRICKS, factor_members
 
 DOWNSTREAM = ("map", "miou")
+PLAN_EFFECT = 1.0   # points: the difference a seed plan is made for, unless --plan-effect says otherwise
 UNITS = {"top1": "ImageNet top-1", "top5": "ImageNet top-5", "map": "VOC mAP (VOC07 11-point)",
          "map_area": "VOC mAP (area)", "miou": "ADE20K mIoU", "aacc": "ADE20K pixel accuracy",
          "macc": "ADE20K mean class accuracy"}
@@ -81,6 +82,9 @@ class Analysis:
     trick_effects: tuple[stats.TrickEffect, ...]   # each factor with at least one pair of recipes
     trick_effects_left_out: tuple[str, ...]        # recipes that share their factor set with another
     factors: dict[str, frozenset[str]]             # the factors sought -> the names a recipe has when on
+    components: tuple[noise.VarianceComponents, ...] = ()  # per downstream metric: pretraining and fine-tune sd
+    seed_effects: tuple[noise.SeedEffect, ...] = ()        # per downstream metric: a common fine-tune-seed effect?
+    seed_plans: tuple[noise.SeedPlan, ...] = ()            # per downstream metric: seeds for the stated effect
 
     @property
     def downstream(self) -> tuple[str, ...]:
@@ -108,12 +112,24 @@ def choose_reference(recipes: list[str], sets: Mapping[str, tuple[str, ...]], as
     return (plain or sorted(recipes, key=lambda r: (len(sets.get(r, ())) if r in sets else 99, r)))[0]
 
 
-def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], reference: str) -> Analysis:
-    """The statistics of ``runs`` against ``reference``. ``sets`` maps each pretrained recipe to
+def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], reference: str,
+            finetunes: Sequence[FineTune] = (), costs: Mapping[str, float] | None = None,
+            plan_effect: float = PLAN_EFFECT) -> Analysis:
+    """The statistics of ``runs`` (one per backbone; a downstream metric is the mean of the
+    backbone's fine-tunes) against ``reference``. ``sets`` maps each pretrained recipe to
     its factors (its tricks and its variant where it is not B: ``Result.factors``): the main
     effect of each factor, bundles included (:func:`trickbench.tricks.factor_members`), is taken
     between the recipes whose sets tell them apart; recipes that share a set differ in something
-    else (depth, settings) and are left out of it."""
+    else (depth, settings) and are left out of it.
+
+    Every "beyond noise" verdict against the reference and between pairs rests on the seed
+    variance pooled over the recipes (Dunnett, Tukey HSD: :func:`stats.pooled_effects`). With
+    ``finetunes`` (every fine-tune, :class:`evaluation.table.FineTune`), each downstream metric's
+    noise is split into its pretraining-seed and fine-tune-seed components, the fine-tune seed is
+    tested for a common effect, and a seed plan is made for ``plan_effect`` points with
+    ``costs`` (device-hours: ``pretrain``, and per stage ``detection``/``segmentation`` for one
+    fine-tune and ``detection_trial``/``segmentation_trial`` for one trial, with
+    ``detection_trials``/``segmentation_trials`` trials per backbone)."""
     present = tuple(m for m in METRICS if any(m in r.metrics for r in runs))
     ys = [m for m in DOWNSTREAM if m in present]
     across = "top1" in present and bool(ys)
@@ -127,13 +143,39 @@ def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], refere
         metrics=present,
         summary=stats.summary_table(runs, present),
         correlations=tuple(stats.correlations(runs, x="top1", ys=ys)) if across else (),
-        effects=tuple(stats.effects(runs, reference, present)),
+        effects=tuple(stats.pooled_effects(runs, reference, present)),
         improvement=tuple(stats.improvement_probabilities(runs, reference, [m for m in ("top1", *ys) if m in present])),
-        inversions=tuple(stats.rank_inversions(runs, x="top1", ys=ys)) if across else (),
+        inversions=tuple(stats.rank_inversions(runs, x="top1", ys=ys, pooled=stats.pooled_pairs(runs, ["top1", *ys])))
+        if across else (),
         trick_effects=tuple(t for t in stats.trick_effects(runs, unique, present, factors) if t.n_pairs),
         trick_effects_left_out=tuple(sorted(set(sets) - set(unique))),
         factors=factors,
+        **_noise(finetunes, costs or {}, plan_effect),
     )
+
+
+STAGE_OF = {"map": "detection", "map_area": "detection", "miou": "segmentation", "aacc": "segmentation",
+            "macc": "segmentation"}
+
+
+def _noise(finetunes: Sequence[FineTune], costs: Mapping[str, float], plan_effect: float) -> dict:
+    """Variance components, the common fine-tune-seed test and the seed plan of each downstream
+    metric that has replicate fine-tunes (a metric fine-tuned once per backbone has none)."""
+    components, effects, plans = [], [], []
+    for metric in DOWNSTREAM + ("map_area", "aacc", "macc"):
+        obs = [noise.Obs(f.recipe, f.seed, f.finetune_seed if f.finetune_seed is not None else 0, f.metrics[metric])
+               for f in finetunes if metric in f.metrics]
+        if not obs or len({o.ft_seed for o in obs}) < 2:
+            continue
+        vc = noise.variance_components(obs, metric)
+        components.append(vc)
+        effects.append(noise.finetune_seed_effect(obs, metric))
+        stage = STAGE_OF[metric]
+        if metric in DOWNSTREAM and vc.reason is None and costs.get("pretrain") and costs.get(stage):
+            plans.append(noise.seed_plan(vc, vc.recipes, costs["pretrain"], costs[stage],
+                                         costs.get(f"{stage}_trial", 0.0), int(costs.get(f"{stage}_trials", 0)),
+                                         effect=plan_effect))
+    return dict(components=tuple(components), seed_effects=tuple(effects), seed_plans=tuple(plans))
 
 
 # -- report.md: one function per section -------------------------------------------------------
@@ -200,7 +242,10 @@ def recipes_section(a: Analysis, table: StudyTable) -> list[str]:
 
 
 def effects_section(a: Analysis, figures: dict[str, str]) -> list[str]:
-    lines = [f"## Effects against {a.reference}"]
+    lines = [f"## Effects against {a.reference}", "",
+             "Each recipe minus the reference over backbone means (a backbone's downstream number is the mean of "
+             "its fine-tunes), with Dunnett's many-to-one test: the seed variance pooled over every recipe, the "
+             "family of comparisons controlled at 95%; its degrees of freedom are shown."]
     for m in a.metrics:
         effects = [e for e in a.effects if e.metric == m]
         if effects:
@@ -257,9 +302,101 @@ def trick_effects_section(a: Analysis) -> list[str]:
     return lines
 
 
+METRIC_DEFINITIONS = {
+    "top1": "ImageNet top-1: single centre crop of the validation split (the pretraining config's validation "
+            "transform)",
+    "map": "VOC mAP: mmdet's VOCMetric at IoU 0.5, VOC07's 11-point interpolated AP, difficult objects ignored",
+    "map_area": "VOC mAP (area): the same, with the area under the interpolated precision-recall curve (VOC2010+)",
+    "miou": "ADE20K mIoU: mmseg's IoUMetric, the mean over classes of the IoU on the validation split",
+}
+
+
+def provenance_section(a: Analysis, table: StudyTable) -> list[str]:
+    """Where each number comes from: protocol, configs, metric definitions, selection, seeds, devices."""
+    if not table.finetunes:
+        return []
+    lines = ["## Where the numbers come from", ""]
+    for stage in ("detection", "segmentation"):
+        fts = [f for f in table.finetunes if f.stage == stage]
+        if not fts:
+            continue
+        configs = sorted({f.config for f in fts})
+        ft_seeds = sorted({f.finetune_seed for f in fts if f.finetune_seed is not None})
+        per_backbone = sorted({n for n in _count_by_backbone(fts).values()})
+        devices = sorted({f.device for f in fts})
+        selected = [f.selection for f in fts if f.selection]
+        how = ("full fine-tuning (`finetune`: every layer trained), the last checkpoint, scored on the test split"
+               f" ({'VOC2007 test' if stage == 'detection' else 'ADE20K validation'})")
+        lines.append(f"- **{stage}**: config {', '.join(f'`{c}`' for c in configs)}; {how}; fine-tune seeds "
+                     f"{ft_seeds or 'one per backbone'} ({'/'.join(map(str, per_backbone))} per backbone: a "
+                     f"backbone's number is their mean); device {', '.join(devices)}.")
+        if selected:
+            split = selected[0].get("split") or {}
+            keys = sorted({k for sel in selected for k in sel.get("chosen", {})})
+            lines.append(f"  Hyperparameters ({', '.join(f'`{k}`' for k in keys)}) chosen on held-out training "
+                         f"images, never the test split: a seeded {split.get('fraction')} of the training set (split "
+                         f"seed {split.get('seed')}, the same for every backbone), {len(selected[0]['grid'])} grid "
+                         f"points, best mean held-out {UNITS.get(selected[0]['metric'], selected[0]['metric'])}; "
+                         f"then refit on the whole training set.")
+        else:
+            lines.append("  Hyperparameters: the config's, the same for every backbone (no sweep).")
+    lines += [f"- {METRIC_DEFINITIONS[m]}." for m in ("top1", "map", "map_area", "miou") if m in a.metrics]
+    lines.append("- Every reported fine-tune is a row of `runs.csv` (sweep trials are not).")
+    return lines
+
+
+def _count_by_backbone(fts) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = {}
+    for f in fts:
+        out[(f.recipe, f.seed)] = out.get((f.recipe, f.seed), 0) + 1
+    return out
+
+
+def selection_section(table: StudyTable) -> list[str]:
+    """The hyperparameters each recipe (or backbone) was given, with the held-out scores they were chosen by."""
+    chosen: dict[tuple[str, str, str], dict] = {}
+    for f in table.finetunes:
+        if f.selection:
+            who = ", ".join(f.selection.get("backbones", [])) or f.recipe
+            chosen.setdefault((f.stage, f.recipe, who), f.selection)
+    if not chosen:
+        return []
+    lines = ["## Chosen hyperparameters", "", "Mean held-out score of each grid point over the backbones it was "
+             "chosen for (the best is in bold); the test split was not read.", ""]
+    for (stage, recipe, who), sel in sorted(chosen.items()):
+        cells = []
+        for point, score in zip(sel["grid"], sel["mean_heldout_score"]):
+            text = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in point.items()) + f": {score:.2f}"
+            cells.append(f"**{text}**" if point == sel["chosen"] else text)
+        lines.append(f"- {stage}, {recipe} (from {who}): " + "; ".join(cells))
+    return lines
+
+
+def noise_section(a: Analysis) -> list[str]:
+    """Where the noise comes from, and the seeds the next device-hours should buy."""
+    if not a.components:
+        return []
+    lines = ["## Where the noise comes from", "",
+             "A metric is recipe + pretraining-seed effect + fine-tune noise. Method of moments on the nested "
+             "design: the fine-tune sd from the spread between one backbone's fine-tunes (exact chi-square "
+             "interval), the pretraining sd from the spread of backbone means within a recipe (Graybill-Wang "
+             "modified large-sample interval, truncated at 0); 95% intervals, degrees of freedom shown.", ""]
+    lines += [f"- {vc.words}" for vc in a.components if vc.metric in DOWNSTREAM]
+    lines += ["", "Common fine-tune-seed effect (the same seed gives every backbone the same head initialisation "
+                  "and data order):", ""]
+    lines += [f"- {e.words}" for e in a.seed_effects if e.metric in DOWNSTREAM]
+    if a.seed_plans:
+        lines += ["", "## Seeds for the next study", ""]
+        for plan in a.seed_plans:
+            lines += [f"**{plan.words}**", ""] + [f"- {x}" for x in plan.lines] + [""]
+        lines.pop()
+    return lines
+
+
 def cost_section(a: Analysis, table: StudyTable) -> list[str]:
     shown = [c for c in COST_COLUMNS if c.startswith("pretrain") or not a.pretrain_only]
-    lines = ["## Cost", "", "Mean per run of the recipe; device-hours = wall time × devices.", "",
+    lines = ["## Cost", "", "Mean per backbone of the recipe (downstream: all its fine-tunes and sweep trials "
+             "together); device-hours = wall time × devices.", "",
              "| recipe | arch | " + " | ".join(COST_HEADERS[c] for c in shown) + " |",
              "|---|---|" + "---|" * len(shown)]
     for recipe in sorted(table.cost):
@@ -278,7 +415,10 @@ def markdown(a: Analysis, table: StudyTable, runs_dir: str, figures: dict[str, s
         improvement_section(a),
         inversions_section(a, runs_dir, figures),
         trick_effects_section(a),
+        noise_section(a),
+        selection_section(table),
         cost_section(a, table),
+        provenance_section(a, table),
         ["Every run is in `leaderboard.csv`, every number in `report.json`."],
     ]
     lines: list[str] = []
@@ -306,6 +446,15 @@ def render_figures(a: Analysis, folder: Path) -> dict[str, str]:
     return made
 
 
+def _comparison(e: stats.Effect) -> dict:
+    """One recipe against the reference: the fields other tools read (``method``: how the
+    interval was made; ``df``: the degrees of freedom behind it)."""
+    method = {"dunnett": "dunnett", "paired": "paired t", "welch": "welch t"}.get(e.method, e.method)
+    df = e.df if e.df is not None else (e.n - 1 if e.method == "paired" and e.ci_low is not None else None)
+    return {"recipe": e.recipe, "reference": e.reference, "metric": e.metric, "estimate": e.diff, "low": e.ci_low,
+            "high": e.ci_high, "df": df, "pvalue": e.pvalue, "method": method}
+
+
 def to_json(a: Analysis, table: StudyTable, runs_dir: str) -> str:
     data = {
         "reference": a.reference, "metrics": list(a.metrics), "n_runs": len(table.runs),
@@ -316,6 +465,10 @@ def to_json(a: Analysis, table: StudyTable, runs_dir: str) -> str:
         "inversions": [stats.record(i) for i in a.inversions],
         "trick_effects": [stats.record(t) for t in a.trick_effects],
         "trick_effects_left_out": list(a.trick_effects_left_out),
+        "comparisons": [_comparison(e) for e in a.effects],
+        "variance_components": [noise.record(vc) for vc in a.components],
+        "finetune_seed_effects": [noise.record(e) for e in a.seed_effects],
+        "seed_plan": [noise.record(p) for p in a.seed_plans],
         "cost": {r: {"arch": table.arch[r]} | asdict(table.cost[r]) for r in sorted(table.cost)},
         "runs": [asdict(r) | {"metrics": dict(r.metrics)} for r in table.runs],
     }
@@ -326,7 +479,8 @@ def to_json(a: Analysis, table: StudyTable, runs_dir: str) -> str:
 
 # -- the command ------------------------------------------------------------------------------------
 
-def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict[str, str]) -> Analysis:
+def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict[str, str],
+                 plan_effect: float = PLAN_EFFECT) -> Analysis:
     """Everything is computed before anything is written; the files are made in a temporary
     folder next to ``out`` and moved into it at the end, so a failure leaves no partial report."""
     found = find_results(runs_dir)
@@ -341,7 +495,7 @@ def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict
     table = tabulate(joined, runs_dir)
     try:
         ref = choose_reference(table.recipes, table.factors, reference)
-        a = analyse(table.runs, table.factors, ref)
+        a = analyse(table.runs, table.factors, ref, table.finetunes, table.plan_costs(), plan_effect)
     except ValueError as e:
         raise ReportError(str(e)) from None
     try:
@@ -354,6 +508,7 @@ def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict
                 "report.json": to_json(a, table, str(runs_dir)),
                 "recipes.csv": recipes_csv(a.summary, table),
                 "leaderboard.csv": to_csv(table.rows),
+                "runs.csv": runs_csv(table.finetunes),
             }
             for name, text in files.items():
                 atomic_write_bytes(tmp / name, text.encode())
@@ -376,10 +531,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="where the report goes (default: RUNS/report)")
     p.add_argument("--reference", help="the recipe every other is compared with (default: 'baseline', or the "
                                        "recipe without tricks)")
+    p.add_argument("--plan-effect", type=float, default=PLAN_EFFECT,
+                   help="the difference (points) the seed plan is made for: the effect the next study should be able "
+                        "to detect, never the one this study found (default: %(default)s)")
     args = p.parse_args(argv)
     out = args.out or args.runs / "report"
     try:
-        a = write_report(args.runs, out, args.reference, selected_configs(args))
+        if not args.plan_effect > 0:
+            raise ReportError(f"--plan-effect {args.plan_effect}: the difference to plan seeds for must be > 0 points")
+        a = write_report(args.runs, out, args.reference, selected_configs(args), args.plan_effect)
         lineage = study_lineage()
         if lineage:  # a study's job: the fingerprint by which the study knows this report is its plan's
             atomic_write_json(out / ".trickbench-job.json", {**lineage, "finished_at": now()})

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 from scipy import stats
 
+from evaluation import noise
+
 CONFIDENCE = 0.95
 LOGIT_EPS = 1e-6  # p = metric / 100 is clipped into [eps, 1 - eps] before log(p / (1 - p))
 NAMES = {"top1": "top-1", "top5": "top-5", "map": "mAP", "map_area": "mAP (area)", "miou": "mIoU",
@@ -389,9 +391,10 @@ class Difference:
     diff: float | None
     ci_low: float | None
     ci_high: float | None
-    method: str | None     # 'paired' (ttest_rel) | 'welch' (ttest_ind, equal_var=False) | None
+    method: str | None     # 'paired' (ttest_rel) | 'welch' (ttest_ind, equal_var=False) | 'dunnett' | 'tukey' | None
     n_a: int
     n_b: int
+    df: int | None = None  # pooled: the degrees of freedom of the seed variance pooled over the recipes
 
 
 def difference(a: Mapping[int, float], b: Mapping[int, float]) -> Difference:
@@ -428,7 +431,15 @@ def _how(d: Difference) -> str:
         return f"cannot be estimated: {same}, so no seed-to-seed spread was measured; run more seeds"
     if d.method == "paired":
         return f"paired over {d.n_a} seeds"
+    if d.method in POOLED:
+        return f"{POOLED[d.method]}, {d.n_a} vs {d.n_b} backbones, seed variance pooled over the recipes, {d.df} df"
     return f"Welch, {d.n_a} vs {d.n_b} seeds"
+
+
+# The family-wise tests on backbone means with the seed variance pooled over every recipe
+# (:mod:`evaluation.noise`): what a "beyond noise" verdict rests on when a study has them.
+POOLED = {"dunnett": "Dunnett vs the reference (scipy.stats.dunnett), 95% family-wise",
+          "tukey": "Tukey HSD over all pairs (scipy.stats.tukey_hsd), 95% family-wise"}
 
 
 @dataclass(frozen=True)
@@ -443,10 +454,12 @@ class Effect:
     n: int                     # seeds of the recipe (the pairs when paired)
     n_reference: int           # seeds of the reference
     within_noise: bool | None  # True when the interval covers 0; None without an interval
+    df: int | None = None      # pooled methods: the degrees of freedom of the pooled seed variance
+    pvalue: float | None = None  # pooled methods: the family-wise adjusted p-value
 
     @property
     def words(self) -> str:
-        d = Difference(self.diff, self.ci_low, self.ci_high, self.method, self.n, self.n_reference)
+        d = Difference(self.diff, self.ci_low, self.ci_high, self.method, self.n, self.n_reference, self.df)
         head = f"{self.recipe} vs {self.reference}: {name(self.metric)}"
         if d.diff is None:
             missing = " and ".join(r for r, n in ((self.recipe, d.n_a), (self.reference, d.n_b)) if n == 0)
@@ -454,7 +467,8 @@ class Effect:
         if d.ci_low is None:
             return f"{head} {_signed(d.diff)} points; interval {_how(d)}"
         verdict = "within noise" if self.within_noise else "beyond seed noise"
-        return f"{head} {_signed(d.diff)} {_interval(d.ci_low, d.ci_high)} points, {verdict} ({_how(d)})"
+        p = f", adjusted p {_p(self.pvalue)}" if self.pvalue is not None else ""
+        return f"{head} {_signed(d.diff)} {_interval(d.ci_low, d.ci_high)} points, {verdict} ({_how(d)}{p})"
 
 
 def _against(runs: Sequence[Run], reference: str, metrics: Sequence[str]) -> list[tuple]:
@@ -476,6 +490,54 @@ def effects(runs: Sequence[Run], reference: str, metrics: Sequence[str]) -> list
         d = difference(mine, ref)
         out.append(Effect(recipe, reference, metric, d.diff, d.ci_low, d.ci_high, d.method, d.n_a, d.n_b,
                           _covers_zero(d.ci_low, d.ci_high)))
+    return out
+
+
+def pooled_effects(runs: Sequence[Run], reference: str, metrics: Sequence[str], seed: int = 0) -> list[Effect]:
+    """Every other recipe against ``reference`` on each metric by Dunnett's many-to-one test on the
+    backbone values (a backbone's downstream value is the mean of its fine-tunes), the seed
+    variance pooled over every recipe that measured the metric (:func:`evaluation.noise.comparisons`,
+    seeded). Where the pooled test cannot run (fewer than one pooled degree of freedom) the effect
+    is the paired/Welch one of :func:`effects`, which says why it has no interval."""
+    table = index_runs(runs)
+    if reference not in table:
+        raise ValueError(f"unknown reference recipe {reference!r}; known recipes: {', '.join(table)}")
+    fallback = {(e.metric, e.recipe): e for e in effects(runs, reference, metrics)}
+    out = []
+    for metric in metrics:
+        means = {r: list(values_of(table, r, metric).values()) for r in table}
+        means = {r: v for r, v in means.items() if v}
+        done = {}
+        if reference in means and len(means) > 1:
+            done = {c.recipe: c for c in noise.comparisons(means, reference, metric, seed=seed) if c.reason is None}
+        for recipe in table:
+            if recipe == reference:
+                continue
+            c = done.get(recipe)
+            if c is None:
+                out.append(fallback[(metric, recipe)])
+                continue
+            out.append(Effect(recipe, reference, metric, c.estimate, c.low, c.high, "dunnett", c.n, c.n_reference,
+                              _covers_zero(c.low, c.high), c.df, c.pvalue))
+    return out
+
+
+def pooled_pairs(runs: Sequence[Run], metrics: Sequence[str]) -> dict[str, dict[tuple[str, str], Difference]]:
+    """metric -> (a, b) -> mean(a) - mean(b) with its Tukey HSD interval over every recipe that
+    measured the metric (both orders), where the pooled test can run."""
+    table = index_runs(runs)
+    out: dict[str, dict[tuple[str, str], Difference]] = {}
+    for metric in metrics:
+        means = {r: list(values_of(table, r, metric).values()) for r in table}
+        means = {r: v for r, v in means.items() if v}
+        if len(means) < 2:
+            continue
+        for d in noise.all_pairs(means, metric):
+            if d.reason is not None:
+                continue
+            pairs = out.setdefault(metric, {})
+            pairs[(d.a, d.b)] = Difference(d.estimate, d.low, d.high, "tukey", d.n_a, d.n_b, d.df)
+            pairs[(d.b, d.a)] = Difference(-d.estimate, -d.high, -d.low, "tukey", d.n_b, d.n_a, d.df)
     return out
 
 
@@ -501,11 +563,13 @@ class Inversion:
     x_seeds: tuple[int, int] = field(metadata=WORDING)
     y_method: str | None = field(metadata=WORDING)
     y_seeds: tuple[int, int] = field(metadata=WORDING)
+    x_df: int | None = None    # pooled (Tukey) intervals: their degrees of freedom
+    y_df: int | None = None
 
     @property
     def words(self) -> str:
-        dx = Difference(self.dx, self.dx_low, self.dx_high, self.method, *self.x_seeds)
-        dy = Difference(self.dy, self.dy_low, self.dy_high, self.y_method, *self.y_seeds)
+        dx = Difference(self.dx, self.dx_low, self.dx_high, self.method, *self.x_seeds, self.x_df)
+        dy = Difference(self.dy, self.dy_low, self.dy_high, self.y_method, *self.y_seeds, self.y_df)
         x, y = self.x, self.y
         words = (f"{self.better} beats {self.worse} on {name(x)} ({_with_ci(dx)}) but loses on {name(y)} "
                  f"({_with_ci(dy)}): ")
@@ -522,26 +586,32 @@ def _with_ci(d: Difference) -> str:
     return _signed(d.diff) + (f" {_interval(d.ci_low, d.ci_high)}" if d.ci_low is not None else "")
 
 
-def rank_inversions(runs: Sequence[Run], x: str = "top1", ys: Sequence[str] = ("map", "miou")) -> list[Inversion]:
+def rank_inversions(runs: Sequence[Run], x: str = "top1", ys: Sequence[str] = ("map", "miou"),
+                    pooled: Mapping[str, Mapping[tuple[str, str], Difference]] | None = None) -> list[Inversion]:
     """Pairs of recipes whose order by mean ``x`` and by mean ``y`` disagree (ties are no
-    inversion). Each difference is tested as in ``effects`` (paired by seed, else Welch)."""
+    inversion). Each difference is tested with its pooled Tukey HSD interval where ``pooled``
+    (:func:`pooled_pairs`) has it, else as in ``effects`` (paired by seed, else Welch)."""
     table = index_runs(runs)
+    pooled = pooled or {}
+
+    def diff(a: str, b: str, metric: str) -> Difference:
+        got = pooled.get(metric, {}).get((a, b))
+        return got if got is not None else difference(values_of(table, a, metric), values_of(table, b, metric))
+
     out = []
     for y in ys:
         recipes = [r for r in table if values_of(table, r, x) and values_of(table, r, y)]
         for a, b in itertools.combinations(recipes, 2):
-            dx = difference(values_of(table, a, x), values_of(table, b, x))
-            dy = difference(values_of(table, a, y), values_of(table, b, y))
+            dx, dy = diff(a, b, x), diff(a, b, y)
             if dx.diff * dy.diff >= 0:
                 continue
             if dx.diff < 0:
                 a, b = b, a
-                dx = difference(values_of(table, a, x), values_of(table, b, x))
-                dy = difference(values_of(table, a, y), values_of(table, b, y))
+                dx, dy = diff(a, b, x), diff(a, b, y)
             cx, cy = _covers_zero(dx.ci_low, dx.ci_high), _covers_zero(dy.ci_low, dy.ci_high)
             real = False if (cx or cy) else (None if cx is None or cy is None else True)
             out.append(Inversion(x, y, a, b, dx.diff, dx.ci_low, dx.ci_high, dy.diff, dy.ci_low, dy.ci_high,
-                                 dx.method, real, (dx.n_a, dx.n_b), dy.method, (dy.n_a, dy.n_b)))
+                                 dx.method, real, (dx.n_a, dx.n_b), dy.method, (dy.n_a, dy.n_b), dx.df, dy.df))
     return out
 
 

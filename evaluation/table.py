@@ -207,6 +207,24 @@ class StudyTable:
     cost: dict[str, RecipeCost]
     stages: frozenset[str]                 # the stages with at least one joined result
     finetunes: tuple[FineTune, ...] = ()   # every reported fine-tune (runs.csv; the variance components)
+    trial_hours: dict[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)  # stage -> per backbone
+
+    def plan_costs(self) -> dict[str, float]:
+        """Device-hours a seed plan prices (:func:`evaluation.noise.seed_plan`): one pretraining,
+        one fine-tune and one sweep trial of each stage, and the trials per backbone; means over
+        the runs that recorded them."""
+        pre = [h for c in self.cost.values() for h in c.pretrain_device_hours]
+        out = {"pretrain": sum(pre) / len(pre)} if pre else {}
+        for stage in ("detection", "segmentation"):
+            fts = [f.device_hours for f in self.finetunes if f.stage == stage]
+            if fts:
+                out[stage] = sum(fts) / len(fts)
+            per = self.trial_hours.get(stage, ())
+            trials = [h for backbone in per for h in backbone]
+            if trials:
+                out[f"{stage}_trial"] = sum(trials) / len(trials)
+                out[f"{stage}_trials"] = round(len(trials) / len(per))
+        return out
 
     @property
     def recipes(self) -> list[str]:
@@ -257,6 +275,7 @@ def tabulate(joined: list[Joined], root: Path) -> StudyTable:
     cost: dict[str, dict[str, list[float]]] = {}
     seen: dict[tuple[str, int], str] = {}
     finetunes: list[FineTune] = []
+    trial_hours: dict[str, list[tuple[float, ...]]] = {}
     for j in joined:
         first = j.pretrain or j.first
         recipe, seed = first.recipe, j.seed
@@ -275,6 +294,8 @@ def tabulate(joined: list[Joined], root: Path) -> StudyTable:
             names = [k for k in METRICS if any(k in r.metrics for r in fts)]
             metrics |= {k: mean_metric(fts, k) for k in names}
         runs.append(Run(recipe, seed, metrics))
+        for stage, trials in j.trials.items():
+            trial_hours.setdefault(stage, []).append(tuple(t.cost.device_hours for t in trials))
         for stage, fts in j.downstream.items():
             sweep_hours = sum(t.cost.device_hours for t in j.trials.get(stage, []))
             for r in fts:
@@ -294,7 +315,7 @@ def tabulate(joined: list[Joined], root: Path) -> StudyTable:
     stages = {"pretrain" for j in joined if j.pretrain} | {s for j in joined for s in j.downstream}
     return StudyTable(tuple(runs), tuple(leaderboard_rows(joined, root)), arch, tricks, factors,
                       {r: RecipeCost(**{k: tuple(v) for k, v in c.items()}) for r, c in cost.items()},
-                      frozenset(stages), tuple(finetunes))
+                      frozenset(stages), tuple(finetunes), {k: tuple(v) for k, v in trial_hours.items()})
 
 
 # ---------------------------------------------------------------- the CSV files
