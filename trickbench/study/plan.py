@@ -109,12 +109,14 @@ def option_args(options: dict[str, Any], where: str) -> list[str]:
 
     words = []
     for key, value in options.items():
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, tuple):  # read back as a tuple: mmcv's transforms take (w, h) tuples, not lists
+            text = "(" + ",".join(_word(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+        elif isinstance(value, list):
             text = "[" + ",".join(_word(v) for v in value) + "]"
         else:
             text = _word(value)
         back = DictAction._parse_iterable(text)
-        if back != (list(value) if isinstance(value, tuple) else value):
+        if back != value:
             raise StudyError(f"{where}: option {key}={value!r} does not survive the command line (it reads back as "
                              f"{back!r}); use a value without commas, brackets or quotes")
         words.append(f"{key}={text}")

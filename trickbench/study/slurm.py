@@ -118,6 +118,8 @@ def render_script(*, name: str, argv: list[str], log: Path, options: SlurmOption
 set -euo pipefail
 cd {shlex.quote(str(workdir))}
 export PYTHONUNBUFFERED=1
+# as many threads as the job has CPUs (the submitting shell's OMP_NUM_THREADS is for the submitting machine)
+if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export OMP_NUM_THREADS="$SLURM_CPUS_PER_TASK"; fi
 {exports}echo "[trickbench] $(date '+%F %T') job $SLURM_JOB_ID ($SLURM_JOB_NAME) starts on $(hostname -s)," \\
      "restart ${{SLURM_RESTART_COUNT:-0}}"
 
