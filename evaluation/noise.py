@@ -147,8 +147,11 @@ class VarianceComponents:
                 f"(chi-square, {self.df_f} df); pretraining sd {_num(self.sd_p)} "
                 f"[{_num(self.sd_p_low)}, {_num(self.sd_p_high)}] (Graybill-Wang, {self.df_p} df")
         if self.truncated:
-            which = ("the estimate was below 0 and is shown as 0" if self.sd_p == 0 else
-                     "the upper bound was below 0 and is shown as 0" if self.sd_p_high == 0 else
+            which = ("the estimate and both bounds were below 0 and are shown as 0: the backbone means of a "
+                     "recipe agree more closely than the fine-tune noise alone predicts, which happens by chance "
+                     "with few degrees of freedom; the pretraining seed's share is small, not known to be 0"
+                     if self.sd_p_high == 0 else
+                     "the estimate was below 0 and is shown as 0" if self.sd_p == 0 else
                      "the lower bound was below 0 and is shown as 0")
             text += f"; {which}"
         text += f"), {_pct(self.confidence)} intervals"
@@ -544,11 +547,11 @@ class SeedPlan:
 
     @property
     def words(self) -> str:
-        head = f"{name(self.metric)}, to detect {self.effect:g} points with power {self.power:g}: "
+        head = f"{name(self.metric)}, to detect {self.effect:g} point{'s' * (self.effect != 1)} with power {self.power:g}: "
         if self.pretrain_seeds is None:
             return head + f"no plan: {self.reason}"
         plan = (f"{self.pretrain_seeds} pretraining seeds x {self.finetune_seeds} fine-tune seeds per recipe "
-                f"({self.cost:g} device-hours for {self.recipes} recipes, power {self.achieved_power:.2f})")
+                f"({self.cost:.3g} device-hours for {self.recipes} recipes, power {self.achieved_power:.2f})")
         if self.reason is not None:
             return head + f"{self.reason}; at most {plan}"
         return head + plan
@@ -559,10 +562,11 @@ class SeedPlan:
         if self.sd_p is None or self.sd_difference is None:
             return [self.words]
         P, F, R = self.pretrain_seeds, self.finetune_seeds, self.recipes
-        per = f"{self.cost_pretrain:g} + {self.trials} x {self.cost_trial:g} + {F} x {self.cost_finetune:g}"
+        per = f"{self.cost_pretrain:.3g} + {self.trials} x {self.cost_trial:.3g} + {F} x {self.cost_finetune:.3g}"
         cap = f" (capped at {self.max_finetune_seeds}: sigma_p^2 about 0)" if self.f_star_capped else ""
         return [
-            f"planned for a difference of {self.effect:g} points (the stated effect, not an observed one), "
+            f"planned for a difference of {self.effect:g} point{'s' * (self.effect != 1)} (the stated effect, not an "
+            f"observed one), "
             f"power {self.power:g}, family-wise alpha {self.alpha:g}",
             f"sigma_p = {self.sd_p:.3g}, sigma_f = {self.sd_f:.3g} (estimated)",
             f"Var(difference) = 2 (sigma_p^2 / P + sigma_f^2 / (P F)) = 2 ({self.sd_p ** 2:.3g} / {P} + "
@@ -571,8 +575,8 @@ class SeedPlan:
             f"{self.df} df = {R} x ({P} - 1): {self.critical_value:.3f}",
             f"power: noncentral t, delta = {self.effect:g} / {self.sd_difference:.3g} = "
             f"{self.effect / self.sd_difference:.3g}: {self.achieved_power:.3f} (asked {self.power:g})",
-            f"cost: {R} recipes x {P} backbones x ({per}) = {R} x {P} x {self.cost_per_backbone:g} = "
-            f"{self.cost:g} device-hours",
+            f"cost: {R} recipes x {P} backbones x ({per}) = {R} x {P} x {self.cost_per_backbone:.3g} = "
+            f"{self.cost:.3g} device-hours",
             f"continuous optimum F* = sqrt(((cost_pretrain + trials cost_trial) / cost_finetune) "
             f"(sigma_f^2 / sigma_p^2)) = {self.f_star:.3g}{cap}",
         ] + ([f"not reached: {self.reason}"] if self.reason is not None else [])
