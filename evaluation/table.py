@@ -120,8 +120,15 @@ def join(found: list[Result], configs: dict[str, str] | None = None) -> list[Joi
         held = newest.get(key)
         if held is None or (res.finished_at, str(res.run_dir)) > (held.finished_at, str(held.run_dir)):
             newest[key] = res
+    # A backbone's fine-tunes of one stage are averaged only within one config: that of its newest result
+    latest: dict[tuple[str, str], Result] = {}
+    for (backbone, stage, _), res in newest.items():
+        held = latest.get((backbone, stage))
+        if held is None or (res.finished_at, str(res.run_dir)) > (held.finished_at, str(held.run_dir)):
+            latest[(backbone, stage)] = res
     for (backbone, stage, _), res in sorted(newest.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
-        joined[backbone].downstream.setdefault(stage, []).append(res)
+        if res.config_name == latest[(backbone, stage)].config_name:
+            joined[backbone].downstream.setdefault(stage, []).append(res)
     for stage, flag in (("detection", "--det-config"), ("segmentation", "--seg-config")):
         used = sorted({r.config_name for j in joined.values() for r in j.downstream.get(stage, [])})
         if len(used) > 1:

@@ -297,3 +297,35 @@ def test_a_fair_study_submits_to_slurm_chained_trials_before_fine_tunes(slurm, s
     assert len(job_metrics(work)) == N_JOBS - 1
     data = json.loads((work / "report" / "report.json").read_text())
     assert any(v["metric"] == "miou" and v["df_f"] == 4 for v in data["variance_components"])
+
+
+# ------------------------------------------------------------------ the table
+
+
+def _record(folder: Path, **fields) -> None:
+    base = dict(stage="detection", backbone="r-seed0", recipe="r", seed=0, metrics={"map": 10.0},
+                cost=results.Cost(3600.0, "cpu", 1), finished_at="2026-12-06T00:00:00+00:00",
+                config_file="configs/detection/tiny.py")
+    results.write(folder, results.Result(**(base | fields)))
+
+
+def test_a_backbone_s_fine_tunes_are_averaged_its_trials_are_not_reported_and_runs_csv_lists_each(tmp_path):
+    from evaluation.table import find_results, join, runs_csv, tabulate
+
+    _record(tmp_path / "pre", stage="pretrain", metrics={"top1": 70.0}, config_file=None)
+    for ft, score in ((0, 10.0), (1, 14.0), (2, 12.0)):
+        _record(tmp_path / f"ft{ft}", seed=ft, pretrain_seed=0, finetune_seed=ft, metrics={"map": score},
+                selection={"chosen": {"optim_wrapper.optimizer.lr": 0.02}, "grid": [], "trials": []})
+    _record(tmp_path / "trial", seed=0, pretrain_seed=0, finetune_seed=0, metrics={"map": 99.0},
+            heldout={"fraction": 0.2, "values": {"optim_wrapper.optimizer.lr": 0.04}})
+    _record(tmp_path / "other-config", seed=5, finetune_seed=5, metrics={"map": 50.0},
+            config_file="configs/detection/older.py", finished_at="2026-12-01T00:00:00+00:00")
+    table = tabulate(join(find_results(tmp_path)), tmp_path)
+    (run,) = table.runs
+    assert run.metrics["map"] == pytest.approx(12.0) and table.rows[0]["det_finetunes"] == "3"
+    rows = runs_csv(table.finetunes).splitlines()
+    assert rows[0] == "recipe,pretrain_seed,task,config,protocol,finetune_seed,optim_wrapper.optimizer.lr,map," \
+                      "device_hours,device"
+    assert rows[1:] == [f"r,0,detection,tiny,finetune,{ft},0.02,{m},1.33333,cpu" for ft, m in
+                        ((0, "10.00"), (1, "14.00"), (2, "12.00"))]   # 1 h each + a third of the 1 h trial
+    assert table.cost["r"].detection_device_hours == (4.0,) and table.plan_costs()["detection_trials"] == 1
