@@ -353,18 +353,11 @@ class Comparison:
 
     @property
     def beyond_noise(self) -> bool | None:
-        return None if self.low is None else bool(self.low > 0 or self.high < 0)
+        return _beyond(self)
 
     @property
     def words(self) -> str:
-        head = f"{self.recipe} vs {self.reference}: {name(self.metric)}"
-        if self.reason is not None:
-            est = f" {_signed(self.estimate)} points;" if self.estimate is not None else ""
-            return f"{head}{est} cannot be compared: {self.reason}"
-        verdict = "beyond seed noise" if self.beyond_noise else "within noise"
-        return (f"{head} {_interval_words(self.estimate, self.low, self.high)} points, {verdict} "
-                f"({self.method}, {_pct(self.confidence)} family-wise, {self.n} vs {self.n_reference} backbones, "
-                f"{self.df} df, adjusted p {_p(self.pvalue)})")
+        return _pooled_words(self, self.recipe, self.reference, self.n, self.n_reference)
 
 
 @dataclass(frozen=True)
@@ -385,18 +378,27 @@ class PairDifference:
 
     @property
     def beyond_noise(self) -> bool | None:
-        return None if self.low is None else bool(self.low > 0 or self.high < 0)
+        return _beyond(self)
 
     @property
     def words(self) -> str:
-        head = f"{self.a} vs {self.b}: {name(self.metric)}"
-        if self.reason is not None:
-            est = f" {_signed(self.estimate)} points;" if self.estimate is not None else ""
-            return f"{head}{est} cannot be compared: {self.reason}"
-        verdict = "beyond seed noise" if self.beyond_noise else "within noise"
-        return (f"{head} {_interval_words(self.estimate, self.low, self.high)} points, {verdict} "
-                f"({self.method}, {_pct(self.confidence)} family-wise, {self.n_a} vs {self.n_b} backbones, "
-                f"{self.df} df, adjusted p {_p(self.pvalue)})")
+        return _pooled_words(self, self.a, self.b, self.n_a, self.n_b)
+
+
+def _beyond(d: Comparison | PairDifference) -> bool | None:
+    return None if d.low is None else bool(d.low > 0 or d.high < 0)
+
+
+def _pooled_words(d: Comparison | PairDifference, a: str, b: str, n_a: int, n_b: int) -> str:
+    """A pooled family-wise difference a - b in one sentence (Dunnett's and Tukey's alike)."""
+    head = f"{a} vs {b}: {name(d.metric)}"
+    if d.reason is not None:
+        est = f" {_signed(d.estimate)} points;" if d.estimate is not None else ""
+        return f"{head}{est} cannot be compared: {d.reason}"
+    verdict = "beyond seed noise" if _beyond(d) else "within noise"
+    return (f"{head} {_interval_words(d.estimate, d.low, d.high)} points, {verdict} "
+            f"({d.method}, {_pct(d.confidence)} family-wise, {n_a} vs {n_b} backbones, "
+            f"{d.df} df, adjusted p {_p(d.pvalue)})")
 
 
 def _pooled(samples: Mapping[str, np.ndarray]) -> tuple[int, str | None]:
