@@ -376,11 +376,15 @@ def noise_section(a: Analysis) -> list[str]:
     """Where the noise comes from, and the seeds the next device-hours should buy."""
     if not a.components:
         return []
-    lines = ["## Where the noise comes from", "",
-             "A metric is recipe + pretraining-seed effect + fine-tune noise. Method of moments on the nested "
-             "design: the fine-tune sd from the spread between one backbone's fine-tunes (exact chi-square "
-             "interval), the pretraining sd from the spread of backbone means within a recipe (Graybill-Wang "
-             "modified large-sample interval, truncated at 0); 95% intervals, degrees of freedom shown.", ""]
+    lines = ["## Where the noise comes from", ""]
+    if all(vc.reason is not None for vc in a.components):  # e.g. one fine-tune per backbone
+        return lines + [f"- {vc.words}" for vc in a.components if vc.metric in DOWNSTREAM] + [
+            "", "Set the study's `downstream.seeds` (e.g. `[0, 1, 2]`) to measure the fine-tune noise beside the "
+                "pretraining seed's."]
+    lines += ["A metric is recipe + pretraining-seed effect + fine-tune noise. Method of moments on the nested "
+              "design: the fine-tune sd from the spread between one backbone's fine-tunes (exact chi-square "
+              "interval), the pretraining sd from the spread of backbone means within a recipe (Graybill-Wang "
+              "modified large-sample interval, truncated at 0); 95% intervals, degrees of freedom shown.", ""]
     lines += [f"- {vc.words}" for vc in a.components if vc.metric in DOWNSTREAM]
     lines += ["", "Common fine-tune-seed effect (the same seed gives every backbone the same head initialisation "
                   "and data order):", ""]
