@@ -320,7 +320,10 @@ def test_killed_job_and_killed_launcher_continue_to_the_same_results(uninterrupt
     path, reference_work, _ = uninterrupted
     work = tmp_path / "w"
     cmd = [sys.executable, "-m", "trickbench.study", "run", str(path), "--work-dir", str(work), "--jobs", "1"]
-    launcher = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # one thread per job, as the reference run's two slots give each of its jobs (a job's numbers depend on
+    # its thread count; the launcher divides OMP_NUM_THREADS among its slots)
+    launcher = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     started = lambda job: [e for e in events(work) if e["job"] == job and e["event"] == "started"] \
         if (work / "study" / "events.jsonl").exists() else []
     # SIGKILL a pretraining once its first epoch is saved
