@@ -117,7 +117,8 @@ class LocalLauncher:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
         else:  # CPU jobs share the cores (or the threads OMP_NUM_THREADS allows): oversubscribed OpenMP
             # threads spin against each other (two 2-thread jobs on 2 cores ran 3x slower than two 1-thread ones)
-            total = int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+            given = os.environ.get("OMP_NUM_THREADS", "")
+            total = int(given) if given.isdigit() and int(given) > 0 else (os.cpu_count() or 1)
             env["OMP_NUM_THREADS"] = str(max(1, total // self.slots))
         proc = subprocess.Popen(command(job, devices), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True,
