@@ -39,6 +39,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -322,7 +323,7 @@ def provenance_section(a: Analysis, table: StudyTable) -> list[str]:
             continue
         configs = sorted({f.config for f in fts})
         ft_seeds = sorted({f.finetune_seed for f in fts if f.finetune_seed is not None})
-        per_backbone = sorted({n for n in _count_by_backbone(fts).values()})
+        per_backbone = sorted(set(Counter((f.recipe, f.seed) for f in fts).values()))
         devices = sorted({f.device for f in fts})
         selected = [f.selection for f in fts if f.selection]
         how = ("full fine-tuning (`finetune`: every layer trained), the last checkpoint, scored on the test split"
@@ -343,13 +344,6 @@ def provenance_section(a: Analysis, table: StudyTable) -> list[str]:
     lines += [f"- {METRIC_DEFINITIONS[m]}." for m in ("top1", "map", "map_area", "miou") if m in a.metrics]
     lines.append("- Every reported fine-tune is a row of `runs.csv` (sweep trials are not).")
     return lines
-
-
-def _count_by_backbone(fts) -> dict[tuple[str, int], int]:
-    out: dict[tuple[str, int], int] = {}
-    for f in fts:
-        out[(f.recipe, f.seed)] = out.get((f.recipe, f.seed), 0) + 1
-    return out
 
 
 def selection_section(table: StudyTable) -> list[str]:

@@ -493,6 +493,12 @@ def effects(runs: Sequence[Run], reference: str, metrics: Sequence[str]) -> list
     return out
 
 
+def _backbone_values(table: Table, metric: str) -> dict[str, list[float]]:
+    """recipe -> its backbones' values of ``metric`` by seed, for the recipes that measured it."""
+    out = {r: list(values_of(table, r, metric).values()) for r in table}
+    return {r: v for r, v in out.items() if v}
+
+
 def pooled_effects(runs: Sequence[Run], reference: str, metrics: Sequence[str], seed: int = 0) -> list[Effect]:
     """Every other recipe against ``reference`` on each metric by Dunnett's many-to-one test on the
     backbone values (a backbone's downstream value is the mean of its fine-tunes), the seed
@@ -505,8 +511,7 @@ def pooled_effects(runs: Sequence[Run], reference: str, metrics: Sequence[str], 
     fallback = {(e.metric, e.recipe): e for e in effects(runs, reference, metrics)}
     out = []
     for metric in metrics:
-        means = {r: list(values_of(table, r, metric).values()) for r in table}
-        means = {r: v for r, v in means.items() if v}
+        means = _backbone_values(table, metric)
         done = {}
         if reference in means and len(means) > 1:
             done = {c.recipe: c for c in noise.comparisons(means, reference, metric, seed=seed) if c.reason is None}
@@ -528,8 +533,7 @@ def pooled_pairs(runs: Sequence[Run], metrics: Sequence[str]) -> dict[str, dict[
     table = index_runs(runs)
     out: dict[str, dict[tuple[str, str], Difference]] = {}
     for metric in metrics:
-        means = {r: list(values_of(table, r, metric).values()) for r in table}
-        means = {r: v for r, v in means.items() if v}
+        means = _backbone_values(table, metric)
         if len(means) < 2:
             continue
         for d in noise.all_pairs(means, metric):

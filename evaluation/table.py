@@ -150,8 +150,7 @@ def arch_name(res: Result) -> str:
 
 def mean_metric(fts: list[Result], metric: str) -> float | None:
     """The mean of ``metric`` over a backbone's fine-tunes (the per-backbone mean the statistics use)."""
-    values = [r.metrics[metric] for r in fts if metric in r.metrics]
-    return sum(values) / len(values) if values else None
+    return mean_or_none([r.metrics[metric] for r in fts if metric in r.metrics])
 
 
 def common_dir(paths: list[Path]) -> Path:
