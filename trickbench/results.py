@@ -30,16 +30,19 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from . import protocols
 from .errors import TrickBenchError
 from .fileio import atomic_write_json, read_json
 from .tricks import factors, tricks_of, variant_of
 
 NAME = "result.json"
-STAGES = ("pretrain", "detection", "segmentation")
+STAGES = ("pretrain", "detection", "segmentation", "probe")
 # The metric a result of each stage cannot be without, and every metric it may carry (percent).
+# A probe's (downstream/probe.py) depends on its protocol: PROBE_METRIC.
 MAIN_METRIC = {"pretrain": "top1", "detection": "map", "segmentation": "miou"}
+PROBE_METRIC = {"knn": "top1", "voc07-svm": "map"}
 METRICS = {"pretrain": ("top1", "top5", "best_top1"), "detection": ("map", "map_area"),
-           "segmentation": ("miou", "aacc", "macc")}
+           "segmentation": ("miou", "aacc", "macc"), "probe": ("top1", "map")}
 
 
 class ResultError(TrickBenchError, ValueError):
@@ -87,6 +90,7 @@ class Result:
     finetune_seed: int | None = None
     heldout: dict | None = None  # a hyperparameter trial scored on held-out training data: never a reported number
     selection: dict | None = None  # the trials its hyperparameters were chosen from, and the choice
+    protocol: dict | None = None   # downstream: the transfer protocol (trickbench.protocols), None before they were
     extra: dict = field(default_factory=dict)
     source: Path | None = field(default=None, compare=False)  # the file it was read from; not written
 
@@ -98,6 +102,15 @@ class Result:
     def is_trial(self) -> bool:
         """A hyperparameter trial (scored on held-out training images, not the test split)."""
         return self.heldout is not None
+
+    @property
+    def protocol_name(self) -> str | None:
+        """A downstream result's protocol (``finetune`` for files from before protocols); None for a pretraining."""
+        return None if self.stage == "pretrain" else protocols.name_of(self.protocol)
+
+    @property
+    def main_metric(self) -> str:
+        return PROBE_METRIC.get(self.protocol_name, "") if self.stage == "probe" else MAIN_METRIC[self.stage]
 
     @property
     def config_name(self) -> str:
@@ -224,13 +237,17 @@ def check(result: Result, path: Path) -> None:
         value = getattr(result, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise bad(f"{name} {value!r} is not an integer")
-    for name in ("heldout", "selection"):
+    for name in ("heldout", "selection", "protocol"):
         if getattr(result, name) is not None and not isinstance(getattr(result, name), dict):
             raise bad(f"{name} {getattr(result, name)!r} is not a record")
     if not isinstance(result.metrics, dict):
         raise bad("no metrics")
-    if MAIN_METRIC[result.stage] not in result.metrics:
-        raise bad(f"no metric {MAIN_METRIC[result.stage]!r}")
+    if result.protocol is not None and result.protocol.get("name") not in protocols.PROTOCOLS:
+        raise bad(f"protocol {result.protocol.get('name')!r} is not one of {', '.join(protocols.PROTOCOLS)}")
+    if result.stage == "probe" and result.protocol_name not in PROBE_METRIC:
+        raise bad(f"a probe result needs protocol.name {' or '.join(PROBE_METRIC)}, not {result.protocol_name!r}")
+    if result.main_metric not in result.metrics:
+        raise bad(f"no metric {result.main_metric!r}")
     for name, value in result.metrics.items():
         if name in METRICS[result.stage] and not _finite(value):
             raise bad(f"metric {name!r} is {value!r}, not a finite number")

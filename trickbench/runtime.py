@@ -40,7 +40,7 @@ def write_result(work_dir: str | os.PathLike, *, stage: str, backbone: str, reci
                  top1: float | None = None, config_file: str | None = None, backbone_sha256: str | None = None,
                  pretrain_dir: str | None = None, device: str | None = None, pretrain_seed: int | None = None,
                  finetune_seed: int | None = None, heldout: dict | None = None, selection: dict | None = None,
-                 **extra: Any) -> Path:
+                 protocol: dict | None = None, **extra: Any) -> Path:
     """``result.json`` (:mod:`trickbench.results`), written atomically: the one file the
     leaderboard and the analysis read from a run. Metrics are percentages, like the
     papers: ``top1``/``top5``; ``map`` (VOC07 11-point mAP at IoU 0.5); ``miou``/``aacc``/``macc``.
@@ -56,5 +56,5 @@ def write_result(work_dir: str | os.PathLike, *, stage: str, backbone: str, reci
         checkpoint=str(checkpoint) if checkpoint is not None else None, arch=arch, tricks=tuple(tricks), top1=top1,
         config_file=config_file, backbone_sha256=backbone_sha256, pretrain_dir=pretrain_dir, study=study,
         pretrain_seed=pretrain_seed, finetune_seed=finetune_seed, heldout=heldout, selection=selection,
-        extra={**env, **extra})
+        protocol=protocol, extra={**env, **extra})
     return results.write(work_dir, record)
