@@ -91,39 +91,87 @@ def _scatter_figure(table: SummaryTable, shown: list[str], left_out: list[str], 
                     correlation: Correlation | None, title: str) -> Figure:
     fig = _figure((7.0, 5.6))
     ax = fig.add_subplot()
+    notes = _scatter_axes(fig, ax, table, shown, x, y, correlation, labels=False)
+    if left_out:
+        notes.append(f"{len(left_out)} recipe{'s' * (len(left_out) != 1)} left out (no {name(x)} or "
+                     f"{name(y)}): {', '.join(left_out)}.")
+    fig.suptitle(title, fontsize=12)
+    ax.annotate("\n".join(notes), (0, 0), xycoords="axes fraction", xytext=(0, -40), textcoords="offset points",
+                ha="left", va="top", fontsize=8, color="0.3")
+    _scatter_labels(fig, ax, table, shown, x, y)
+    return fig
+
+
+def _scatter_axes(fig: Figure, ax, table: SummaryTable, shown: list[str], x: str, y: str,
+                  correlation: Correlation | None, labels: bool = True) -> list[str]:
+    """One point per recipe in ``shown`` with its 95% intervals, the least-squares line, the
+    correlation as the axes' title; returns the notes that explain them. ``labels``: name the
+    points now (else :func:`_scatter_labels`, once the figure's layout is final)."""
     sx = [table[r][x] for r in shown]
     sy = [table[r][y] for r in shown]
     mx, my = np.array([s.mean for s in sx]), np.array([s.mean for s in sy])
-    bars = []
     for a, b in zip(sx, sy):
         ax.errorbar(a.mean, b.mean, xerr=_err(a), yerr=_err(b), fmt="o", color=_FILLED, ms=6, capsize=3,
                     elinewidth=1, zorder=3)
-        bars.append((a, b))
     notes = ["Points: recipe means; bars: 95% t interval over seeds (none with one seed)."]
+    if len(shown) >= 2 and np.ptp(mx) > 0:
+        slope, intercept = np.polyfit(mx, my, 1)
+        lx = np.linspace(mx.min(), mx.max(), 41)
+        ax.plot(lx, slope * lx + intercept, "--", color="0.45", lw=1.2, zorder=2)
+        notes.append(f"Dashed: least-squares fit over the recipe means, slope {slope:.2f} "
+                     f"{name(y)} points per {name(x)} point.")
+    else:
+        notes.append("No fitted line: it needs 2 recipes with different " + name(x) + ".")
+    ax.set_title(_correlation_text(correlation) if correlation is not None
+                 else "recipe means with 95% intervals over seeds", fontsize=10)
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(axis_label(y))
+    ax.grid(color="0.92", zorder=0)
+    ax.margins(0.18)
+    if labels:
+        _scatter_labels(fig, ax, table, shown, x, y)
+    return notes
+
+
+def _scatter_labels(fig: Figure, ax, table: SummaryTable, shown: list[str], x: str, y: str) -> None:
+    sx = [table[r][x] for r in shown]
+    sy = [table[r][y] for r in shown]
+    mx, my = np.array([s.mean for s in sx]), np.array([s.mean for s in sy])
     fit = None
     if len(shown) >= 2 and np.ptp(mx) > 0:
         slope, intercept = np.polyfit(mx, my, 1)
         lx = np.linspace(mx.min(), mx.max(), 41)
         fit = np.c_[lx, slope * lx + intercept]
-        ax.plot(fit[:, 0], fit[:, 1], "--", color="0.45", lw=1.2, zorder=2)
-        notes.append(f"Dashed: least-squares fit over the recipe means, slope {slope:.2f} "
-                     f"{name(y)} points per {name(x)} point.")
-    else:
-        notes.append("No fitted line: it needs 2 recipes with different " + name(x) + ".")
-    if left_out:
-        notes.append(f"{len(left_out)} recipe{'s' * (len(left_out) != 1)} left out (no {name(x)} or "
-                     f"{name(y)}): {', '.join(left_out)}.")
-    fig.suptitle(title, fontsize=12)
-    ax.set_title(_correlation_text(correlation) if correlation is not None
-                 else "recipe means with 95% intervals over seeds")
-    ax.set_xlabel(axis_label(x))
-    ax.set_ylabel(axis_label(y))
-    ax.grid(color="0.92", zorder=0)
-    ax.margins(0.18)
-    ax.annotate("\n".join(notes), (0, 0), xycoords="axes fraction", xytext=(0, -40), textcoords="offset points",
-                ha="left", va="top", fontsize=8, color="0.3")
-    _place_labels(fig, ax, mx, my, shown, bars, fit)
-    return fig
+    _place_labels(fig, ax, mx, my, shown, list(zip(sx, sy)), fit)
+
+
+def protocols(table: SummaryTable, out_dir: str | os.PathLike, stem: str, *,
+              pairs: Sequence[tuple[str, str, Correlation | None]]) -> list[Path]:
+    """One panel per (cheap metric, fine-tuned metric, its rank correlation or None): the cheap
+    protocol's recipe means against full fine-tuning's, with 95% intervals over seeds."""
+    title = "Cheap protocols against full fine-tuning, one point per recipe"
+    with _style():
+        if not pairs:
+            return _save(_placeholder(title, "no cheap protocol was measured beside fine-tuning"), out_dir, stem,
+                         title)
+        cols = min(3, len(pairs))
+        rows = -(-len(pairs) // cols)
+        fig = _figure((5.2 * cols, 4.4 * rows + 0.8))
+        axes = [fig.add_subplot(rows, cols, i + 1) for i in range(len(pairs))]
+        drawn = []
+        for ax, (x, y, corr) in zip(axes, pairs):
+            shown = [r for r in table if x in table[r] and y in table[r]]
+            if shown:
+                _scatter_axes(fig, ax, table, shown, x, y, corr, labels=False)
+                drawn.append((ax, shown, x, y))
+            else:
+                ax.set_axis_off()
+                ax.set_title(f"{name(x)}: no recipe has both", fontsize=10)
+        fig.suptitle(title + " (bars: 95% t intervals over pretraining seeds; dashed: least-squares fit)",
+                     fontsize=11)
+        for ax, shown, x, y in drawn:
+            _scatter_labels(fig, ax, table, shown, x, y)
+        return _save(fig, out_dir, stem, title)
 
 
 def _err(s: Summary) -> list[list[float]] | None:

@@ -41,12 +41,12 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evaluation import noise, plots, stats
-from evaluation.table import (COST_COLUMNS, METRICS, FineTune, StudyTable, add_selection_args, find_results, join,
-                              recipes_csv, runs_csv, selected_configs, tabulate, to_csv)
+from evaluation.table import (CHEAP, COST_COLUMNS, METRICS, PROTOCOL_METRICS, FineTune, StudyTable, add_selection_args,
+                              find_results, join, recipes_csv, runs_csv, selected_configs, tabulate, to_csv)
 from trickbench import errors
 from trickbench.errors import TrickBenchError
 from trickbench.fileio import atomic_write_bytes, atomic_write_json
@@ -57,7 +57,11 @@ DOWNSTREAM = ("map", "miou")
 PLAN_EFFECT = 1.0   # points: the difference a seed plan is made for, unless --plan-effect says otherwise
 UNITS = {"top1": "ImageNet top-1", "top5": "ImageNet top-5", "map": "VOC mAP (VOC07 11-point)",
          "map_area": "VOC mAP (area)", "miou": "ADE20K mIoU", "aacc": "ADE20K pixel accuracy",
-         "macc": "ADE20K mean class accuracy"}
+         "macc": "ADE20K mean class accuracy", "frozen_map": "VOC mAP, frozen backbone",
+         "frozen_miou": "ADE20K mIoU, frozen backbone", "linear_miou": "ADE20K mIoU, linear head (ade-linear)",
+         "knn_top1": "ImageNet k-NN top-1", "svm_map": "VOC07 classification mAP, linear SVMs"}
+PROTOCOL_OF = {col: kind for kind, (_, col) in PROTOCOL_METRICS.items()}  # cheap metric -> (stage, protocol)
+TASK_OF = {"map": "detection", "miou": "segmentation"}
 COST_HEADERS = {"pretrain_device_hours": "pretraining device-hours", "pretrain_images_per_s": "pretraining images/s",
                 "detection_device_hours": "detection device-hours",
                 "segmentation_device_hours": "segmentation device-hours"}
@@ -86,6 +90,8 @@ class Analysis:
     components: tuple[noise.VarianceComponents, ...] = ()  # per downstream metric: pretraining and fine-tune sd
     seed_effects: tuple[noise.SeedEffect, ...] = ()        # per downstream metric: a common fine-tune-seed effect?
     seed_plans: tuple[noise.SeedPlan, ...] = ()            # per downstream metric: seeds for the stated effect
+    agreement: tuple[stats.Agreement, ...] = ()            # per task and cheap protocol: ranks like fine-tuning?
+    protocol_summary: dict[str, dict[str, stats.Summary]] = field(default_factory=dict)  # recipe -> metric -> seeds
 
     @property
     def downstream(self) -> tuple[str, ...]:
@@ -139,6 +145,7 @@ def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], refere
         by_set.setdefault(frozenset(names), []).append(recipe)
     unique = {rs[0]: s for s, rs in by_set.items() if len(rs) == 1}
     factors = factor_members(unique.values()) if len(unique) > 1 else {}
+    cheap = [m for m in CHEAP if any(m in r.metrics for r in runs)]
     return Analysis(
         reference=reference,
         metrics=present,
@@ -152,6 +159,8 @@ def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], refere
         trick_effects_left_out=tuple(sorted(set(sets) - set(unique))),
         factors=factors,
         **_noise(finetunes, costs or {}, plan_effect),
+        agreement=tuple(g for y in ys for g in stats.protocol_agreement(runs, y, cheap)),
+        protocol_summary=stats.summary_table(runs, [*ys, *cheap]) if cheap else {},
     )
 
 
@@ -391,6 +400,58 @@ def noise_section(a: Analysis) -> list[str]:
     return lines
 
 
+PROTOCOL_ORDER = (("detection", "finetune"), ("detection", "frozen"), ("probe", "voc07-svm"),
+                  ("segmentation", "finetune"), ("segmentation", "frozen"), ("segmentation", "ade-linear"),
+                  ("probe", "knn"))
+
+
+def protocols_section(a: Analysis, table: StudyTable, figures: dict[str, str]) -> list[str]:
+    """Each protocol's cost, its numbers per recipe, and how well each cheap one ranks the recipes
+    like full fine-tuning."""
+    if not table.protocol_runs:
+        return []
+    from trickbench.protocols import PROTOCOLS
+
+    lines = ["## Cheap protocols against full fine-tuning", "",
+             "Each protocol measures every backbone (`protocol` in its `result.json`; what each trains and freezes "
+             "is in the README's protocol table). A cheap protocol is worth running in place of fine-tuning when it "
+             "ranks the recipes the same way: rank correlations over the recipe means, with the two-level bootstrap "
+             "95% intervals of the correlations above (recipes, then pretraining seeds within each), Holm over each "
+             f"task's tests; with fewer than {stats.MIN_AGREEMENT_RECIPES} recipes a correlation is not estimable. "
+             "No verdict between recipes rests on a cheap protocol.", "",
+             "| protocol | stage | reports | device-hours per backbone | backbones |", "|---|---|---|---|---|"]
+    for kind in PROTOCOL_ORDER:
+        hours = table.protocol_hours.get(kind)
+        if hours:
+            metric = PROTOCOL_METRICS[kind][1] if kind in PROTOCOL_METRICS else {"detection": "map",
+                                                                                    "segmentation": "miou"}[kind[0]]
+            lines.append(f"| `{kind[1]}` | {kind[0]} | {UNITS[metric]} | {sum(hours) / len(hours):.4f} | "
+                         f"{len(hours)} |")
+    lines.append("")
+    lines.append("Device-hours include a protocol's sweep trials; a probe's include its feature extraction. "
+                 + PROTOCOLS["frozen"].frozen[0].upper() + PROTOCOLS["frozen"].frozen[1:] + " is what `frozen` "
+                 "freezes.")
+    for y in ("map", "miou"):
+        rows = [g for g in a.agreement if g.finetuned == y]
+        if rows:
+            lines += ["", f"**{TASK_OF[y].capitalize()}: fine-tuned {UNITS[y]}**", *(f"- {g.words}" for g in rows)]
+    cols = [m for m in ("map", "frozen_map", "svm_map", "miou", "frozen_miou", "linear_miou", "knn_top1", "top1")
+            if any(m in v for v in a.protocol_summary.values()) or (m == "top1" and m in a.metrics)]
+    if cols:
+        lines += ["", "Recipe means (± sd over pretraining seeds):", "",
+                  "| recipe | " + " | ".join(UNITS[m] for m in cols) + " |", "|---|" + "---|" * len(cols)]
+        for recipe in sorted(a.summary):
+            cells = []
+            for m in cols:
+                sm = a.protocol_summary.get(recipe, {}).get(m) or a.summary.get(recipe, {}).get(m)
+                cells.append("-" if sm is None else f"{sm.mean:.2f}" + (f" ± {sm.std:.2f}" if sm.std is not None
+                                                                         else ""))
+            lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
+    if "protocols" in figures:
+        lines += ["", f"![cheap protocols against fine-tuning]({figures['protocols']})"]
+    return lines
+
+
 def cost_section(a: Analysis, table: StudyTable) -> list[str]:
     shown = [c for c in COST_COLUMNS if c.startswith("pretrain") or not a.pretrain_only]
     lines = ["## Cost", "", "Mean per backbone of the recipe (downstream: all its fine-tunes and sweep trials "
@@ -414,6 +475,7 @@ def markdown(a: Analysis, table: StudyTable, runs_dir: str, figures: dict[str, s
         inversions_section(a, runs_dir, figures),
         trick_effects_section(a),
         noise_section(a),
+        protocols_section(a, table, figures),
         selection_section(table),
         cost_section(a, table),
         provenance_section(a, table),
@@ -441,6 +503,11 @@ def render_figures(a: Analysis, folder: Path) -> dict[str, str]:
     if not a.pretrain_only:
         plots.bump(a.summary, folder, "bump", metrics=tuple(m for m in ("top1", "map", "miou") if m in a.metrics))
         made["bump"] = "figures/bump.png"
+    if a.agreement:
+        pairs = [(g.cheap, g.finetuned, next((c for c in g.correlations if c.method == "spearman"), None))
+                 for g in a.agreement]
+        plots.protocols(a.protocol_summary, folder, "protocols", pairs=pairs)
+        made["protocols"] = "figures/protocols.png"
     return made
 
 
@@ -451,6 +518,24 @@ def _comparison(e: stats.Effect) -> dict:
     df = e.df if e.df is not None else (e.n - 1 if e.method == "paired" and e.ci_low is not None else None)
     return {"recipe": e.recipe, "reference": e.reference, "metric": e.metric, "estimate": e.diff, "low": e.ci_low,
             "high": e.ci_high, "df": df, "pvalue": e.pvalue, "method": method}
+
+
+def _agreement(agreement: Sequence[stats.Agreement]) -> list[dict]:
+    """report.json's ``protocol_agreement``: per task, cheap protocol and method, the rank correlation
+    with full fine-tuning (``estimate``, ``low``, ``high``; null where not estimable), and the ranks."""
+    out = []
+    for g in agreement:
+        stage, protocol = PROTOCOL_OF[g.cheap]
+        common = {"task": TASK_OF[g.finetuned], "protocol": protocol, "protocol_task": stage, "metric": g.cheap,
+                  "against": "finetune", "finetuned_metric": g.finetuned, "n_recipes": g.n_recipes,
+                  "top_k": g.k, "top_k_shared": g.top_k, "ranks": [list(r) for r in g.ranks], "words": g.words}
+        by_method = {c.method: c for c in g.correlations}
+        for method in stats.RANK_METHODS:
+            c = by_method.get(method)
+            out.append(common | {"method": method, "estimate": c and c.estimate, "low": c and c.ci_low,
+                                 "high": c and c.ci_high, "p": c and c.p, "p_holm": c and c.p_holm,
+                                 "n_boot": c.n_boot if c else 0})
+    return out
 
 
 def to_json(a: Analysis, table: StudyTable, runs_dir: str) -> str:
@@ -467,6 +552,9 @@ def to_json(a: Analysis, table: StudyTable, runs_dir: str) -> str:
         "variance_components": [noise.record(vc) for vc in a.components],
         "finetune_seed_effects": [noise.record(e) for e in a.seed_effects],
         "seed_plan": [noise.record(p) for p in a.seed_plans],
+        "protocol_agreement": _agreement(a.agreement),
+        "protocol_cost": [{"task": stage, "protocol": protocol, "device_hours_per_backbone": sum(h) / len(h),
+                           "backbones": len(h)} for (stage, protocol), h in sorted(table.protocol_hours.items())],
         "cost": {r: {"arch": table.arch[r]} | asdict(table.cost[r]) for r in sorted(table.cost)},
         "runs": [asdict(r) | {"metrics": dict(r.metrics)} for r in table.runs],
     }
@@ -485,7 +573,7 @@ def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict
     joined = join(found, configs)
     if not joined:
         raise ReportError(f"no result.json under {runs_dir}: run pretrain/run.py and the downstream stages first")
-    if not any(j.downstream for j in joined) and (configs or any(r.stage != "pretrain" for r in found)):
+    if not any(j.downstream or j.protocols for j in joined) and (configs or any(r.stage != "pretrain" for r in found)):
         # downstream results were asked for (a config) or written, and none could be used
         raise ReportError(f"no detection or segmentation result under {runs_dir}: fine-tune the backbones with "
                           f"downstream/detect.py and downstream/segment.py first"
@@ -506,7 +594,7 @@ def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict
                 "report.json": to_json(a, table, str(runs_dir)),
                 "recipes.csv": recipes_csv(a.summary, table),
                 "leaderboard.csv": to_csv(table.rows),
-                "runs.csv": runs_csv(table.finetunes),
+                "runs.csv": runs_csv(table.finetunes + table.protocol_runs),
             }
             for name, text in files.items():
                 atomic_write_bytes(tmp / name, text.encode())

@@ -36,7 +36,8 @@ from evaluation import noise
 CONFIDENCE = 0.95
 LOGIT_EPS = 1e-6  # p = metric / 100 is clipped into [eps, 1 - eps] before log(p / (1 - p))
 NAMES = {"top1": "top-1", "top5": "top-5", "map": "mAP", "map_area": "mAP (area)", "miou": "mIoU",
-         "aacc": "aAcc", "macc": "mAcc"}
+         "aacc": "aAcc", "macc": "mAcc", "frozen_map": "frozen-backbone mAP", "frozen_miou": "frozen-backbone mIoU",
+         "linear_miou": "linear mIoU", "knn_top1": "k-NN top-1", "svm_map": "VOC07 SVM mAP"}
 METHOD_NAMES = {"pearson": "Pearson r", "spearman": "Spearman rho", "kendall": "Kendall tau"}
 RANK_METHODS = ("spearman", "kendall")
 # The metadata of a field a statistic keeps to word itself (why something could not be estimated,
@@ -802,9 +803,90 @@ def improvement_probabilities(runs: Sequence[Run], reference: str, metrics: Sequ
     return out
 
 
+# ---------------------------------------------------------------- 7. does a cheap protocol rank like fine-tuning?
+
+MIN_AGREEMENT_RECIPES = 5   # fewer recipes: a rank correlation between two protocols is not estimated
+TOP_K = 3
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How a cheap protocol's metric (``cheap``: a frozen backbone, a probe) ranks the recipes
+    against full fine-tuning's (``finetuned``), on recipe means over backbones that have both.
+    ``correlations``: Spearman and Kendall with :func:`correlations`' two-level bootstrap
+    intervals and permutation p (Holm over the call's family); none below
+    ``MIN_AGREEMENT_RECIPES`` recipes. ``top_k``: how many of the best k recipes by fine-tuning
+    are among the best k by the cheap metric. ``ranks``: (recipe, rank by fine-tuning, rank by the
+    cheap metric), 1 = best, ties share the lower rank."""
+    finetuned: str
+    cheap: str
+    n_recipes: int
+    correlations: tuple[Correlation, ...]
+    k: int
+    top_k: int | None
+    ranks: tuple[tuple[str, int, int], ...]
+
+    @property
+    def moved(self) -> tuple[tuple[str, int, int], ...]:
+        return tuple(r for r in self.ranks if r[1] != r[2])
+
+    @property
+    def words(self) -> str:
+        head = f"{name(self.cheap)} against fine-tuned {name(self.finetuned)}: "
+        if self.n_recipes < MIN_AGREEMENT_RECIPES:
+            return head + (f"not estimable from {self.n_recipes} recipe{'s' * (self.n_recipes != 1)} with both (a "
+                           f"rank correlation needs at least {MIN_AGREEMENT_RECIPES})")
+        parts = []
+        for c in self.correlations:
+            text = f"{METHOD_NAMES[c.method]} {_num(c.estimate)}" if c.estimate is not None else \
+                f"{METHOD_NAMES[c.method]} undefined ({name(c.constant or '')} constant)"
+            if c.ci_low is not None:
+                text += f" {_interval(c.ci_low, c.ci_high)}"
+            elif c.estimate is not None:
+                text += " (interval cannot be estimated" + (f": one seed in {', '.join(c.one_seed)}" if c.one_seed
+                                                             else "") + ")"
+            parts.append(text)
+        moved = ", ".join(f"{r} {a}->{b}" for r, a, b in self.moved) or "none"
+        return (head + "; ".join(parts) + f" over {self.n_recipes} recipes; top-{self.k} shared {self.top_k} of "
+                f"{self.k}; rank changes (fine-tuned->cheap): {moved}")
+
+
+def protocol_agreement(runs: Sequence[Run], finetuned: str, cheap: Sequence[str], n_boot: int = 2000,
+                       seed: int = 0) -> list[Agreement]:
+    """For each of ``cheap`` (a metric of another protocol, e.g. ``knn_top1``), how it ranks the
+    recipes against ``finetuned`` (``map``, ``miou``). One Holm family per call: the rank
+    correlations of the cheap metrics with at least ``MIN_AGREEMENT_RECIPES`` recipes."""
+    table = index_runs(runs)
+    means: dict[str, dict[str, float]] = {}
+    for c in cheap:
+        both = {r: [m for _, m in sorted(table[r].items()) if finetuned in m and c in m] for r in table}
+        means[c] = {r: float(np.mean([m[finetuned] for m in v])) for r, v in both.items() if v}
+    estimable = [c for c in cheap if len(means[c]) >= MIN_AGREEMENT_RECIPES]
+    corrs = correlations(runs, x=finetuned, ys=estimable, methods=RANK_METHODS, scales=("raw",), n_boot=n_boot,
+                         seed=seed) if estimable else []
+    out = []
+    for c in cheap:
+        recipes = list(means[c])
+        ft = np.array([means[c][r] for r in recipes])
+        ch = np.array([float(np.mean([m[c] for _, m in sorted(table[r].items()) if finetuned in m and c in m]))
+                       for r in recipes])
+        rank_ft = stats.rankdata(-ft, method="min").astype(int) if recipes else []
+        rank_ch = stats.rankdata(-ch, method="min").astype(int) if recipes else []
+        k = min(TOP_K, max(len(recipes) - 1, 1))
+        top = None
+        if len(recipes) >= 2:
+            top = len({recipes[i] for i in np.argsort(-ft, kind="stable")[:k]}
+                      & {recipes[i] for i in np.argsort(-ch, kind="stable")[:k]})
+        out.append(Agreement(finetuned, c, len(recipes), tuple(x for x in corrs if x.y == c), k, top,
+                             tuple(sorted(((r, int(a), int(b)) for r, a, b in zip(recipes, rank_ft, rank_ch)),
+                                          key=lambda t: (t[1], t[0])))))
+    return out
+
+
 # ---------------------------------------------------------------- what a report writes
 
-Statistic = Summary | Correlation | Effect | Inversion | TrickEffect | Improvement
+
+Statistic = Summary | Correlation | Effect | Inversion | TrickEffect | Improvement | Agreement
 
 
 def record(stat: Statistic) -> dict:

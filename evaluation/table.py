@@ -28,7 +28,8 @@ from trickbench.results import Result
 
 COLUMNS = ["backbone", "recipe", "seed", "arch", "tricks", "top1", "top5", "voc_map", "voc_map_area", "ade_miou", "ade_aacc",
            "ade_macc", "det_config", "seg_config", "pretrain_dir", "det_dir", "seg_dir", "det_finetunes",
-           "seg_finetunes"]  # a downstream metric is the mean over the backbone's fine-tunes (det_finetunes of them)
+           "seg_finetunes",  # a downstream metric is the mean over the backbone's fine-tunes (det_finetunes of them)
+           "frozen_map", "frozen_miou", "linear_miou", "knn_top1", "svm_map"]  # the cheaper protocols' numbers
 # stage -> (metric in result.json -> column)
 STAGE_COLUMNS = {
     "pretrain": {"top1": "top1", "top5": "top5"},
@@ -36,6 +37,17 @@ STAGE_COLUMNS = {
     "segmentation": {"miou": "ade_miou", "aacc": "ade_aacc", "macc": "ade_macc"},
 }
 METRICS = ("top1", "top5", "map", "map_area", "miou", "aacc", "macc")  # the statistics' metrics, in order
+# The protocols other than finetune (trickbench.protocols): (stage, protocol) -> (metric in result.json,
+# the metric's name in the table, a column of leaderboard.csv). Their numbers stand beside the fine-tuned
+# ones, to be compared with them; no verdict between recipes rests on them.
+PROTOCOL_METRICS = {
+    ("detection", "frozen"): ("map", "frozen_map"),
+    ("segmentation", "frozen"): ("miou", "frozen_miou"),
+    ("segmentation", "ade-linear"): ("miou", "linear_miou"),
+    ("probe", "knn"): ("top1", "knn_top1"),
+    ("probe", "voc07-svm"): ("map", "svm_map"),
+}
+CHEAP = tuple(name for _, name in PROTOCOL_METRICS.values())
 
 
 class TableError(TrickBenchError, RuntimeError):
@@ -67,10 +79,13 @@ class Joined:
     pretrain: Result | None = None
     downstream: dict[str, list[Result]] = field(default_factory=dict)
     trials: dict[str, list[Result]] = field(default_factory=dict)
+    # the other protocols' runs and trials, by (stage, protocol) (PROTOCOL_METRICS)
+    protocols: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
+    protocol_trials: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
 
     @property
     def first(self) -> Result:
-        return self.pretrain or next(iter(self.downstream.values()))[0]
+        return self.pretrain or next(iter([*self.downstream.values(), *self.protocols.values()]))[0]
 
     @property
     def seed(self) -> int:
@@ -102,10 +117,11 @@ def join(found: list[Result], configs: dict[str, str] | None = None) -> list[Joi
             raise TableError(f"two pretrain runs share the backbone id {res.backbone!r}: "
                              f"{joined[res.backbone].pretrain.run_dir} and {res.run_dir}; rename one (run.name)")
         joined[res.backbone] = Joined(res.backbone, pretrain=res)
-    newest: dict[tuple[str, str, int | None], Result] = {}
+    newest: dict[tuple[str, tuple[str, str], int | None], Result] = {}
     for res in found:
-        if res.stage == "pretrain" or configs.get(res.stage) not in (None, res.config_name):
-            continue  # a pretrain result, or a downstream result of a config not asked for
+        if res.stage == "pretrain" or (res.protocol_name in ("finetune", "frozen")
+                                       and configs.get(res.stage) not in (None, res.config_name)):
+            continue  # a pretrain result, or a fine-tune of a config not asked for
         entry = joined.setdefault(res.backbone, Joined(res.backbone))
         pre = entry.pretrain
         if pre is not None and res.backbone_sha256 and pre.backbone_sha256 \
@@ -113,28 +129,39 @@ def join(found: list[Result], configs: dict[str, str] | None = None) -> list[Joi
             print(f"warning: {res.run_dir} fine-tuned an older backbone.pth of {res.backbone!r} "
                   f"(checksum differs); skipped", file=sys.stderr)
             continue
-        if res.is_trial:  # scored on held-out training images: kept for its cost and choice, never reported
-            entry.trials.setdefault(res.stage, []).append(res)
+        kind = (res.stage, res.protocol_name)
+        if kind != (res.stage, "finetune") and kind not in PROTOCOL_METRICS:
+            print(f"warning: {res.run_dir}: protocol {res.protocol_name} does not run in {res.stage}; skipped",
+                  file=sys.stderr)
             continue
-        key = (res.backbone, res.stage, finetune_key(res))
+        if res.is_trial:  # scored on held-out training images: kept for its cost and choice, never reported
+            if kind[1] == "finetune":
+                entry.trials.setdefault(res.stage, []).append(res)
+            else:
+                entry.protocol_trials.setdefault(kind, []).append(res)
+            continue
+        key = (res.backbone, kind, finetune_key(res))
         held = newest.get(key)
         if held is None or (res.finished_at, str(res.run_dir)) > (held.finished_at, str(held.run_dir)):
             newest[key] = res
     # A backbone's fine-tunes of one stage are averaged only within one config: that of its newest result
-    latest: dict[tuple[str, str], Result] = {}
-    for (backbone, stage, _), res in newest.items():
-        held = latest.get((backbone, stage))
+    latest: dict[tuple[str, tuple[str, str]], Result] = {}
+    for (backbone, kind, _), res in newest.items():
+        held = latest.get((backbone, kind))
         if held is None or (res.finished_at, str(res.run_dir)) > (held.finished_at, str(held.run_dir)):
-            latest[(backbone, stage)] = res
-    for (backbone, stage, _), res in sorted(newest.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
-        if res.config_name == latest[(backbone, stage)].config_name:
-            joined[backbone].downstream.setdefault(stage, []).append(res)
+            latest[(backbone, kind)] = res
+    for (backbone, kind, _), res in sorted(newest.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
+        if res.config_name == latest[(backbone, kind)].config_name:
+            if kind[1] == "finetune":
+                joined[backbone].downstream.setdefault(kind[0], []).append(res)
+            else:
+                joined[backbone].protocols.setdefault(kind, []).append(res)
     for stage, flag in (("detection", "--det-config"), ("segmentation", "--seg-config")):
         used = sorted({r.config_name for j in joined.values() for r in j.downstream.get(stage, [])})
         if len(used) > 1:
             print(f"warning: the {stage} column mixes configs ({', '.join(used)}), whose numbers do not compare; "
                   f"pass {flag} to keep one", file=sys.stderr)
-    return [joined[k] for k in sorted(joined) if joined[k].pretrain or joined[k].downstream]
+    return [joined[k] for k in sorted(joined) if joined[k].pretrain or joined[k].downstream or joined[k].protocols]
 
 
 # ---------------------------------------------------------------- the table
@@ -199,6 +226,7 @@ class FineTune:
     sweep_device_hours: float              # its share of its backbone's trials
     device: str
     selection: dict | None = None
+    protocol: str = "finetune"
 
 
 @dataclass(frozen=True)
@@ -214,6 +242,9 @@ class StudyTable:
     stages: frozenset[str]                 # the stages with at least one joined result
     finetunes: tuple[FineTune, ...] = ()   # every reported fine-tune (runs.csv; the variance components)
     trial_hours: dict[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)  # stage -> per backbone
+    protocol_runs: tuple[FineTune, ...] = ()  # every run of the other protocols (runs.csv), never in the noise
+    # (stage, protocol) -> the device-hours of each backbone measured that way (its runs and trials together)
+    protocol_hours: dict[tuple[str, str], tuple[float, ...]] = field(default_factory=dict)
 
     def plan_costs(self) -> dict[str, float]:
         """Device-hours a seed plan prices (:func:`evaluation.noise.seed_plan`): one pretraining,
@@ -265,6 +296,9 @@ def leaderboard_rows(joined: list[Joined], root: Path) -> list[dict[str, str]]:
             where = fts[0].run_dir if len(fts) == 1 else common_dir([r.run_dir for r in fts])
             row[f"{prefix}_dir"] = str(where.relative_to(root))
             row[f"{prefix}_finetunes"] = str(len(fts))
+        for kind, runs in j.protocols.items():
+            metric, col = PROTOCOL_METRICS[kind]
+            row[col] = fmt(mean_metric(runs, metric))
         rows.append(row)
     return rows
 
@@ -282,6 +316,8 @@ def tabulate(joined: list[Joined], root: Path) -> StudyTable:
     seen: dict[tuple[str, int], str] = {}
     finetunes: list[FineTune] = []
     trial_hours: dict[str, list[tuple[float, ...]]] = {}
+    protocol_runs: list[FineTune] = []
+    protocol_hours: dict[tuple[str, str], list[float]] = {}
     for j in joined:
         first = j.pretrain or j.first
         recipe, seed = first.recipe, j.seed
@@ -299,6 +335,20 @@ def tabulate(joined: list[Joined], root: Path) -> StudyTable:
         for fts in j.downstream.values():
             names = [k for k in METRICS if any(k in r.metrics for r in fts)]
             metrics |= {k: mean_metric(fts, k) for k in names}
+        for kind, those in j.protocols.items():
+            metric, col = PROTOCOL_METRICS[kind]
+            metrics[col] = mean_metric(those, metric)
+            trials = j.protocol_trials.get(kind, [])
+            protocol_hours.setdefault(kind, []).append(sum(r.cost.device_hours for r in those + trials))
+            for r in those:
+                protocol_runs.append(FineTune(
+                    recipe, seed, kind[0], r.config_name, finetune_key(r) if r.stage != "probe" else None,
+                    {k: v for k, v in r.metrics.items() if k in METRICS}, dict((r.selection or {}).get("chosen") or {}),
+                    r.cost.device_hours, sum(t.cost.device_hours for t in trials) / len(those), r.cost.device,
+                    r.selection, kind[1]))
+        for stage, fts in j.downstream.items():
+            protocol_hours.setdefault((stage, "finetune"), []).append(
+                sum(r.cost.device_hours for r in fts + j.trials.get(stage, [])))
         runs.append(Run(recipe, seed, metrics))
         for stage, trials in j.trials.items():
             trial_hours.setdefault(stage, []).append(tuple(t.cost.device_hours for t in trials))
@@ -321,7 +371,8 @@ def tabulate(joined: list[Joined], root: Path) -> StudyTable:
     stages = {"pretrain" for j in joined if j.pretrain} | {s for j in joined for s in j.downstream}
     return StudyTable(tuple(runs), tuple(leaderboard_rows(joined, root)), arch, tricks, factors,
                       {r: RecipeCost(**{k: tuple(v) for k, v in c.items()}) for r, c in cost.items()},
-                      frozenset(stages), tuple(finetunes), {k: tuple(v) for k, v in trial_hours.items()})
+                      frozenset(stages), tuple(finetunes), {k: tuple(v) for k, v in trial_hours.items()},
+                      tuple(protocol_runs), {k: tuple(v) for k, v in protocol_hours.items()})
 
 
 # ---------------------------------------------------------------- the CSV files
@@ -367,9 +418,9 @@ def runs_csv(finetunes: tuple[FineTune, ...] | list[FineTune]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
-    for f in sorted(finetunes, key=lambda f: (f.recipe, f.seed, f.stage, f.config, f.finetune_seed or 0)):
+    for f in sorted(finetunes, key=lambda f: (f.recipe, f.seed, f.stage, f.protocol, f.config, f.finetune_seed or 0)):
         w.writerow({"recipe": f.recipe, "pretrain_seed": f.seed, "task": f.stage, "config": f.config,
-                    "protocol": "finetune", "finetune_seed": "" if f.finetune_seed is None else f.finetune_seed}
+                    "protocol": f.protocol, "finetune_seed": "" if f.finetune_seed is None else f.finetune_seed}
                    | {k: f.chosen.get(k, "") for k in keys} | {m: fmt(f.metrics.get(m)) for m in metrics}
                    | {"device_hours": fmt(f.device_hours + f.sweep_device_hours, 5), "device": f.device})
     return buf.getvalue()

@@ -6,6 +6,9 @@ Jobs, in the order they can run::
     pretrain/<recipe>/seed<N>                    pretrain/run.py     (teachers before their students)
     detection/<config>/<recipe>/seed<N>          downstream/detect.py   after its pretraining
     segmentation/<config>/<recipe>/seed<N>       downstream/segment.py  after its pretraining
+      .../seed<N>/trial<i>, .../seed<N>/ft<F>    a sweep's trials, the fine-tune seeds (downstream.sweep, .seeds)
+      .../seed<N>/frozen[/ft<F>]                 another trained protocol (downstream.protocols)
+    probe/<knn|voc07-svm>/<recipe>/seed<N>       downstream/probe.py    after its pretraining
     report                                       evaluation/report.py   after all of them, however they ended
 
 Each run goes where the leaderboard and the report look for it:
@@ -171,10 +174,12 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
             jobs.append(job)
 
     downstream: list[Job] = []
-    for task, configs, script, root in (("detection", study.detection, "downstream/detect.py", "voc"),
-                                        ("segmentation", study.segmentation, "downstream/segment.py", "ade20k")):
-        for config in configs:
-            downstream += _downstream_jobs(study, task, config, script, root, pretrain, run_dir)
+    for task, script, root in (("detection", "downstream/detect.py", "voc"),
+                               ("segmentation", "downstream/segment.py", "ade20k")):
+        for protocol, config in study.trained(task):
+            downstream += _downstream_jobs(study, task, config, script, root, pretrain, run_dir, protocol)
+    for probe in study.probes:
+        downstream += _probe_jobs(study, probe, pretrain, run_dir)
     jobs += downstream
 
     det = study.detection or (None,)
@@ -187,9 +192,11 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
         argv += ["--reference", study.reference] if study.reference else []
         argv += ["--det-config", d.stem] if d is not None else []
         argv += ["--seg-config", s.stem] if s is not None else []
-        deps = tuple(j.id for j in jobs if j.stage == "pretrain"
+        linear = f"segmentation/{study.ade_linear.stem}/" if study.ade_linear is not None else None
+        deps = tuple(j.id for j in jobs if j.stage in ("pretrain", "probe")
                      or (j.stage == "detection" and d is not None and f"/{d.stem}/" in j.id)
-                     or (j.stage == "segmentation" and s is not None and f"/{s.stem}/" in j.id))
+                     or (j.stage == "segmentation" and s is not None and f"/{s.stem}/" in j.id)
+                     or (linear is not None and j.id.startswith(linear)))
         jobs.append(Job(id="report" + suffix, stage="report", argv=tuple(argv), work_dir=out, deps=deps,
                         resources=study.resources["report"],
                         fingerprint=_hash({"argv": argv[5:], "deps": [j.fingerprint for j in jobs if j.id in deps]}),
@@ -197,11 +204,55 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
     return Plan(study, work, tuple(jobs), tuple(_design_warnings(study, factor_sets)))
 
 
+def _source(recipe: Recipe, seed: int, pretrain: dict[tuple[str, int], Job]) -> tuple[list[str], tuple, Any]:
+    """How a downstream job names its backbone: the arguments, the jobs it waits for, and what
+    its fingerprint takes from upstream."""
+    if recipe.external:
+        source = ["--backbone", str(recipe.checkpoint), "--name", backbone_id(recipe.name, seed),
+                  "--recipe", recipe.name, "--pretrain-seed", str(seed)]
+        source += ["--top1", str(recipe.top1)] if recipe.top1 is not None else []
+        source += ["--variant", recipe.variant] if recipe.variant else []
+        return source, (), _file_identity(recipe.checkpoint)
+    up = pretrain[(recipe.name, seed)]
+    return ["--backbone", str(up.work_dir)], (up.id,), up.fingerprint
+
+
+def _probe_jobs(study: Study, probe: str, pretrain: dict[tuple[str, int], Job], run_dir) -> list[Job]:
+    """A deterministic probe (knn, voc07-svm): one job per backbone, ``probe/<name>/<recipe>/seed<N>``,
+    its run in ``runs/<recipe>/seed<N>/probe/<name>``. An external checkpoint is read through the
+    first trained recipe's pretraining config (its image size and validation transform)."""
+    root = "imagenet" if probe == "knn" else "voc"
+    extra: list[str] = []
+    if probe == "voc07-svm" and study.detection:
+        extra += ["--classes-from", str(study.detection[0])]
+    trained = [r for r in study.recipes if not r.external]
+    jobs = []
+    for recipe in study.recipes:
+        if not recipe.downstream:
+            continue
+        for seed in recipe.seeds:
+            source, deps, upstream = _source(recipe, seed, pretrain)
+            if recipe.external and trained:
+                source += ["--pretrain-config", str(trained[0].config)]
+            wd = run_dir(recipe.name, seed) / "probe" / probe
+            jobs.append(Job(
+                id=f"probe/{probe}/{recipe.name}/seed{seed}", stage="probe",
+                argv=("downstream/probe.py", probe, *source, "--data-root", f"{study.data[root]}/", *extra,
+                      "--work-dir", str(wd), "--resume"),
+                work_dir=wd, deps=deps, resources=study.resources["probe"],
+                fingerprint=_hash({"stage": "probe", "protocol": probe, "data": str(study.data[root]),
+                                   "recipe": recipe.name, "backbone": upstream, "extra": extra}),
+                recipe=recipe.name, seed=seed))
+    return jobs
+
+
 def _downstream_jobs(study: Study, task: str, config: Path, script: str, root: str,
-                     pretrain: dict[tuple[str, int], Job], run_dir) -> list[Job]:
-    """One config's fine-tuning jobs: per backbone (recipe x pretraining seed), the sweep's trials
-    (one per grid point, scored on held-out training images) and then one fine-tune per fine-tune
-    seed with the values the trials chose, scored on the test split."""
+                     pretrain: dict[tuple[str, int], Job], run_dir, protocol: str = "finetune") -> list[Job]:
+    """One config's fine-tuning jobs under one trained protocol: per backbone (recipe x pretraining
+    seed), the sweep's trials (one per grid point, scored on held-out training images) and then one
+    fine-tune per fine-tune seed with the values the trials chose, scored on the test split. A
+    protocol other than finetune runs in a folder of its own name inside the config's
+    (``detection/<config>/frozen``), as jobs ``.../seed<N>/frozen[/ft<F>]``."""
     opts = study.downstream_options[task]
     resolved = _downstream_config(config, opts, task)
     grid = study.grid(task)
@@ -219,18 +270,14 @@ def _downstream_jobs(study: Study, task: str, config: Path, script: str, root: s
         finals: list[tuple[int, int | None, Path, tuple, str]] = []
         for seed in recipe.seeds:
             folder = run_dir(recipe.name, seed) / task / config.stem
-            if recipe.external:
-                source = ["--backbone", str(recipe.checkpoint), "--name", backbone_id(recipe.name, seed),
-                          "--recipe", recipe.name, "--pretrain-seed", str(seed)]
-                source += ["--top1", str(recipe.top1)] if recipe.top1 is not None else []
-                source += ["--variant", recipe.variant] if recipe.variant else []
-                deps, upstream = (), _file_identity(recipe.checkpoint)
-            else:
-                up = pretrain[(recipe.name, seed)]
-                source, deps, upstream = ["--backbone", str(up.work_dir)], (up.id,), up.fingerprint
+            source, deps, upstream = _source(recipe, seed, pretrain)
             common = (*source, "--config", str(config), "--data-root", f"{study.data[root]}/")
+            if protocol != "finetune":  # finetune's commands, folders and fingerprints are those from before protocols
+                folder, common = folder / protocol, (*common, "--protocol", protocol)
+                upstream = {"backbone": upstream, "protocol": protocol}
             tail = ("--cfg-options", *option_args(opts, f"downstream.options.{task}")) if opts else ()
-            base_id = f"{task}/{config.stem}/{recipe.name}/seed{seed}"
+            base_id = f"{task}/{config.stem}/{recipe.name}/seed{seed}" + ("" if protocol == "finetune" else
+                                                                          f"/{protocol}")
             first_ft = ft_seeds[0] if ft_seeds else seed
             for i, point in enumerate(grid):
                 wd = folder / "sweep" / f"trial{i}"

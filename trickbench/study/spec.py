@@ -50,13 +50,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trickbench import protocols as protocol_table
 from trickbench import tricks as trick_table
 from trickbench.errors import TrickBenchError
 from trickbench.mmconfig import ConfigFileError, check_options, read_config
 from trickbench.paths import candidates
 from trickbench.typed import ConfigError, build
 
-STAGES = ("pretrain", "detection", "segmentation", "report")
+STAGES = ("pretrain", "detection", "segmentation", "probe", "report")
 DESIGNS = ("cumulative", "one_at_a_time", "leave_one_out", "factorial")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 DATA_ROOTS = ("imagenet", "voc", "ade20k")  # ImageNet for pretraining, VOC for detection, ADE20K for segmentation
@@ -114,6 +115,8 @@ class DownstreamEntry:
     sweep: DownstreamSweep | None = None    # per task: --cfg-options key -> values; the grid is their product
     heldout: float = 0.2                    # the fraction of the training images the sweep scores on
     choose: str = "recipe"                  # choose the sweep's values per recipe or per backbone
+    protocols: list[str] | None = None      # trickbench.protocols names ("linear": the three probes); default finetune
+    ade_linear: str | None = None           # the ade-linear protocol's config (a TrickBenchBNHead segmentation config)
 
 
 @dataclass
@@ -141,6 +144,7 @@ class StageResources:
     pretrain: ResourcesEntry | None = None
     detection: ResourcesEntry | None = None
     segmentation: ResourcesEntry | None = None
+    probe: ResourcesEntry | None = None
     report: ResourcesEntry | None = None
 
 
@@ -227,6 +231,21 @@ class Study:
     sweep: dict[str, dict[str, tuple]] = field(default_factory=dict)  # per task: key -> values (tasks without: none)
     heldout: float = 0.2
     choose: str = "recipe"                  # "recipe" or "backbone"
+    protocols: tuple[str, ...] = (protocol_table.DEFAULT,)   # in the protocol table's order
+    ade_linear: Path | None = None          # the ade-linear protocol's segmentation config
+
+    def trained(self, task: str) -> list[tuple[str, Path]]:
+        """The (protocol, config) pairs ``task``'s fine-tuning jobs run, in order: finetune and frozen on
+        every config of the task, ade-linear (segmentation) on its own config."""
+        out = [(p, c) for p in ("finetune", "frozen") if p in self.protocols for c in getattr(self, task)]
+        if task == "segmentation" and "ade-linear" in self.protocols:
+            out.append(("ade-linear", self.ade_linear))
+        return out
+
+    @property
+    def probes(self) -> tuple[str, ...]:
+        """The deterministic probes (run once per backbone by downstream/probe.py)."""
+        return tuple(p for p in self.protocols if p in protocol_table.PROBES)
 
     def grid(self, task: str) -> list[dict[str, Any]]:
         """The sweep's grid points of ``task`` in order (the product of its value lists); [] without a sweep."""
@@ -246,13 +265,14 @@ class Study:
         recipe is fine-tuned in detection or segmentation. A root set but not read is not needed."""
         pretrained = any(not r.external for r in self.recipes)
         fine_tuned = any(r.downstream for r in self.recipes)
-        needed = {"imagenet": pretrained, "voc": fine_tuned and bool(self.detection),
-                  "ade20k": fine_tuned and bool(self.segmentation)}
+        needed = {"imagenet": pretrained or (fine_tuned and "knn" in self.protocols),
+                  "voc": fine_tuned and bool(self.trained("detection") or "voc07-svm" in self.protocols),
+                  "ade20k": fine_tuned and bool(self.trained("segmentation"))}
         return {k: p for k, p in self.data.items() if needed[k]}
 
     @property
     def pretraining_only(self) -> bool:
-        return not (self.detection or self.segmentation)
+        return not (self.trained("detection") or self.trained("segmentation") or self.probes)
 
 
 def load_study(path: str | Path, options: dict[str, Any] | None = None) -> Study:
@@ -387,9 +407,23 @@ def _resolve(v: StudyFile, path: Path) -> Study:
     if ds.choose not in ("recipe", "backbone"):
         raise StudyError(f"{path}: downstream.choose {ds.choose!r} must be 'recipe' (the mean held-out score over a "
                          f"recipe's pretraining seeds, the default) or 'backbone'")
-    for key, task in (("voc", "detection"), ("ade20k", "segmentation")):
+    protocols = _protocols(ds, configs, path)
+    ade_linear = _file(ds.ade_linear, "downstream.ade_linear", path) if ds.ade_linear is not None else None
+    if "ade-linear" in protocols and ade_linear is None:
+        raise StudyError(f"{path}: protocol ade-linear needs its config: set downstream.ade_linear to a segmentation "
+                         f"config with a TrickBenchBNHead decode head (configs/segmentation/linear-d8_fashion.py, "
+                         f"linear_r50-d8_ade20k-512x512.py)")
+    if ade_linear is not None and "ade-linear" not in protocols:
+        raise StudyError(f"{path}: downstream.ade_linear is set but downstream.protocols has no 'ade-linear' (or "
+                         f"'linear'); add it, or drop the key")
+    for task, key in (("detection", "voc"), ("segmentation", "ade20k")):
         if configs[task] and key not in data:
             raise StudyError(f"{path}: downstream.{task} is set but data.{key} is not; add data = dict({key}=...)")
+    for protocol, key, task in (("knn", "imagenet", "ImageNet k-NN"), ("voc07-svm", "voc", "VOC07 classification"),
+                                ("ade-linear", "ade20k", "ADE20K linear segmentation")):
+        if protocol in protocols and key not in data:
+            raise StudyError(f"{path}: protocol {protocol} ({task}) reads data.{key}, which is not set; add "
+                             f"data = dict({key}=...) or drop the protocol")
     if any(not r.external for r in recipes) and "imagenet" not in data:
         raise StudyError(f"{path}: recipes are pretrained but data.imagenet is not set; add data = dict(imagenet=...)")
 
@@ -404,7 +438,25 @@ def _resolve(v: StudyFile, path: Path) -> Study:
     resources = {s: _resources(slurm, getattr(stages, s), f"resources.{s}", path) for s in STAGES}
     return Study(name, path.resolve(), seeds, tuple(recipes), data, configs["detection"], configs["segmentation"],
                  downstream_options, v.reference, resources, slurm.requeue_signal_s, finetune_seeds, sweep,
-                 float(ds.heldout), ds.choose)
+                 float(ds.heldout), ds.choose, protocols, ade_linear)
+
+
+def _protocols(ds: DownstreamEntry, configs: dict[str, tuple[Path, ...]], path: Path) -> tuple[str, ...]:
+    """The study's protocols, checked: known names, and each with the configs it runs on."""
+    given = [protocol_table.DEFAULT] if ds.protocols is None else ds.protocols
+    if not isinstance(given, (list, tuple)) or not given or not all(isinstance(p, str) for p in given):
+        raise StudyError(f"{path}: downstream.protocols must be a non-empty list of protocol names, not {given!r}")
+    for p in given:
+        if p != "linear" and p not in protocol_table.PROTOCOLS:
+            known = [*protocol_table.PROTOCOLS, "linear"]
+            raise StudyError(f"{path}: downstream.protocols: unknown protocol {p!r}" + _close(p, known)
+                             + f"; protocols: {', '.join(known)}")
+    out = protocol_table.expand(given)
+    for p in ("finetune", "frozen"):
+        if p in out and ds.protocols is not None and not (configs["detection"] or configs["segmentation"]):
+            raise StudyError(f"{path}: protocol {p} trains detectors or segmenters, but downstream.detection and "
+                             f"downstream.segmentation name no config")
+    return out
 
 
 def _recipe(r: RecipeEntry, where: str, path: Path, seeds: tuple[int, ...]) -> Recipe:
