@@ -163,6 +163,8 @@ def protocols(table: SummaryTable, out_dir: str | os.PathLike, stem: str, *,
             shown = [r for r in table if x in table[r] and y in table[r]]
             if shown:
                 _scatter_axes(fig, ax, table, shown, x, y, corr, labels=False)
+                if corr is not None:  # two lines: three panels side by side
+                    ax.set_title(_correlation_text(corr).replace(", n = ", "\nn = "), fontsize=9)
                 drawn.append((ax, shown, x, y))
             else:
                 ax.set_axis_off()

@@ -62,6 +62,8 @@ UNITS = {"top1": "ImageNet top-1", "top5": "ImageNet top-5", "map": "VOC mAP (VO
          "knn_top1": "ImageNet k-NN top-1", "svm_map": "VOC07 classification mAP, linear SVMs"}
 PROTOCOL_OF = {col: kind for kind, (_, col) in PROTOCOL_METRICS.items()}  # cheap metric -> (stage, protocol)
 TASK_OF = {"map": "detection", "miou": "segmentation"}
+# the cheap metrics each fine-tuned one is compared with: the task's own protocols, and the ImageNet probe
+CHEAP_FOR = {"map": ("frozen_map", "svm_map", "knn_top1"), "miou": ("frozen_miou", "linear_miou", "knn_top1")}
 COST_HEADERS = {"pretrain_device_hours": "pretraining device-hours", "pretrain_images_per_s": "pretraining images/s",
                 "detection_device_hours": "detection device-hours",
                 "segmentation_device_hours": "segmentation device-hours"}
@@ -159,7 +161,8 @@ def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], refere
         trick_effects_left_out=tuple(sorted(set(sets) - set(unique))),
         factors=factors,
         **_noise(finetunes, costs or {}, plan_effect),
-        agreement=tuple(g for y in ys for g in stats.protocol_agreement(runs, y, cheap)),
+        agreement=tuple(g for y in ys for g in stats.protocol_agreement(runs, y, [m for m in CHEAP_FOR[y]
+                                                                                  if m in cheap])),
         protocol_summary=stats.summary_table(runs, [*ys, *cheap]) if cheap else {},
     )
 
@@ -410,13 +413,11 @@ def protocols_section(a: Analysis, table: StudyTable, figures: dict[str, str]) -
     like full fine-tuning."""
     if not table.protocol_runs:
         return []
-    from trickbench.protocols import PROTOCOLS
-
     lines = ["## Cheap protocols against full fine-tuning", "",
              "Each protocol measures every backbone (`protocol` in its `result.json`; what each trains and freezes "
              "is in the README's protocol table). A cheap protocol is worth running in place of fine-tuning when it "
-             "ranks the recipes the same way: rank correlations over the recipe means, with the two-level bootstrap "
-             "95% intervals of the correlations above (recipes, then pretraining seeds within each), Holm over each "
+             "ranks the recipes the same way: Spearman and Kendall rank correlations over the recipe means, with "
+             "two-level bootstrap 95% intervals (recipes, then pretraining seeds within each), Holm over each "
              f"task's tests; with fewer than {stats.MIN_AGREEMENT_RECIPES} recipes a correlation is not estimable. "
              "No verdict between recipes rests on a cheap protocol.", "",
              "| protocol | stage | reports | device-hours per backbone | backbones |", "|---|---|---|---|---|"]
@@ -428,9 +429,9 @@ def protocols_section(a: Analysis, table: StudyTable, figures: dict[str, str]) -
             lines.append(f"| `{kind[1]}` | {kind[0]} | {UNITS[metric]} | {sum(hours) / len(hours):.4f} | "
                          f"{len(hours)} |")
     lines.append("")
-    lines.append("Device-hours include a protocol's sweep trials; a probe's include its feature extraction. "
-                 + PROTOCOLS["frozen"].frozen[0].upper() + PROTOCOLS["frozen"].frozen[1:] + " is what `frozen` "
-                 "freezes.")
+    lines.append("Device-hours include a protocol's sweep trials and a probe's feature extraction. `frozen` trains "
+                 "the neck and heads only: the whole backbone is frozen, its BatchNorm statistics and the C4 "
+                 "detector's res5 (its RoI head) included.")
     for y in ("map", "miou"):
         rows = [g for g in a.agreement if g.finetuned == y]
         if rows:
