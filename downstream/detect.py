@@ -3,6 +3,7 @@
 
     python downstream/detect.py --backbone runs/r50d [--config configs/detection/...] [--work-dir DIR]
     torchrun --nproc_per_node 8 downstream/detect.py --backbone runs/r50d
+    python downstream/detect.py --backbone runs/r50d --protocol frozen   # neck and heads on the frozen backbone
 
 Evaluates with mmdet's VOCMetric on VOC2007 test; ``result.json`` holds ``map``
 (11-point, the VOC07 protocol, percent) and ``map_area`` when the config asks for it.

@@ -1,5 +1,27 @@
 """What ``detect.py`` and ``segment.py`` share: the reference config plus the pretrained
-backbone, mmengine's Runner (single process or torchrun), and the result file."""
+backbone, the transfer protocol (:mod:`trickbench.protocols`), mmengine's Runner (single
+process or torchrun), and the result file.
+
+The protocols these scripts train (``--protocol``):
+
+- ``finetune``: the config as it is.
+- ``frozen``: the whole backbone frozen, neck and heads trained with the config's schedule.
+  mmdet's / mmseg's ``ResNet`` freeze the stem and stages 1..``frozen_stages`` (weights, and
+  BatchNorm affine parameters and statistics: those modules stay in eval mode in ``train()``),
+  so ``frozen_stages`` is set to the backbone's ``num_stages`` (4; the C4 detector's backbone
+  has 3, and ``frozen_stages=4`` there would look for a ``layer4`` it does not have) and
+  ``norm_eval=True``; the C4 detector's res5, the RoI head's ``shared_head``, gets
+  ``frozen=True`` (:mod:`downstream.shared_head`). Set after the config is read, so that a
+  config cannot undo it; checked on the model at the first iteration.
+- ``ade-linear`` (segmentation): a config whose decode head is DINOv2's linear head
+  (``TrickBenchBNHead``, :mod:`downstream.linear_head`) and that has no auxiliary head, with
+  the backbone frozen as in ``frozen``.
+
+Frozen parameters still sit in the optimizer's parameter groups (mmengine's
+``DefaultOptimWrapperConstructor`` adds every parameter), but they never get a gradient, and
+torch's SGD, Adam and AdamW skip a parameter whose ``grad`` is None: no weight decay, no
+momentum step. The tests check the backbone bit for bit after training.
+"""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +43,7 @@ from trickbench.errors import report as report_error
 from trickbench.fileio import remove_stale_temps
 from trickbench.mmconfig import check_options, read_config
 from trickbench.paths import REPO
+from trickbench import protocols
 from trickbench.results import MAIN_METRIC
 from trickbench.runinfo import sha256_file
 from trickbench.runtime import atomic_torch_save, write_result
@@ -34,6 +57,12 @@ from .resume_rng import ResumeRandomState
 from .safe_load import load_weights_only
 
 OWN_CHECKPOINT = "trickbench-own://"
+# The protocols a fine-tuning script trains; each script runs those whose stages name its task.
+TRAINED_PROTOCOLS = tuple(n for n, p in protocols.PROTOCOLS.items() if {"detection", "segmentation"} & set(p.stages))
+LINEAR_HEAD = "TrickBenchBNHead"  # the ade-linear head, registered by downstream/linear_head.py
+# mmdet's / mmseg's ResNet: frozen_stages freezes the stem and stages 1..frozen_stages
+FREEZABLE_BACKBONES = ("ResNet", "ResNetV1c", "ResNetV1d")
+FREEZABLE_SHARED_HEADS = ("TrickBenchResLayer",)
 
 
 class DownstreamError(TrickBenchError, RuntimeError):
@@ -156,8 +185,19 @@ def parse_args(task: str, default_config: str, argv=None) -> argparse.Namespace:
     p.add_argument("--select-from", nargs="+", type=Path, metavar="TRIAL_DIR",
                    help="use the grid point with the best mean held-out score over these trials' results (their "
                         "work dirs), and record the choice")
+    p.add_argument("--protocol", choices=TRAINED_PROTOCOLS, default=protocols.DEFAULT,
+                   help="the transfer protocol (trickbench/protocols.py): finetune (the config as it is), frozen "
+                        "(the whole backbone frozen, neck and heads trained), ade-linear (segmentation: a linear "
+                        "head on the frozen backbone, with a configs/segmentation/linear_* config) "
+                        "(default: %(default)s)")
     p.add_argument("--skip-data-check", action="store_true", help="skip the pre-flight dataset checks")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    stages = protocols.get(args.protocol).stages
+    if task not in stages:
+        allowed = [n for n in TRAINED_PROTOCOLS if task in protocols.get(n).stages]
+        p.error(f"--protocol {args.protocol} is a {' and '.join(stages)} protocol; {task} runs "
+                f"{' or '.join(allowed)}")
+    return args
 
 
 def set_data_root(cfg: Config, root: str) -> None:
@@ -185,6 +225,7 @@ def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> C
     if args.cfg_options:
         cfg.merge_from_dict(check_options(cfg.to_dict(), args.cfg_options, args.config))
     validate(cfg)
+    check_protocol(cfg, getattr(args, "protocol", protocols.DEFAULT), args.config)
     default_root = bb.pretrain_dir or REPO / "work_dirs" / bb.id
     work_dir = Path(args.work_dir) if args.work_dir else default_root / task / Path(args.config).stem
     cfg.work_dir = str(work_dir)
@@ -261,6 +302,129 @@ def validate(cfg: Config) -> None:
             raise DownstreamError(f"train_cfg.{key}={value!r}: it must be an integer >= 1")
 
 
+def check_protocol(cfg: Config, name: str, config: str | os.PathLike) -> None:
+    """The config fits the protocol: a linear head is run as ``ade-linear`` and ``ade-linear``
+    runs only a linear head, without an auxiliary head; a frozen protocol's backbone (and the
+    C4 detector's shared head) can be frozen whole. Checked before anything is written."""
+    model = cfg.model
+    head = (model.get("decode_head") or {}).get("type")
+    if name == "ade-linear":
+        if head != LINEAR_HEAD:
+            raise DownstreamError(f"--protocol ade-linear: config {config} has decode head {head!r}, not "
+                                  f"{LINEAR_HEAD} (DINOv2's linear head); use a configs/segmentation/linear*.py "
+                                  f"config (nothing was written)")
+        aux = model.get("auxiliary_head")
+        if aux:
+            raise DownstreamError(f"--protocol ade-linear: config {config} has an auxiliary head "
+                                  f"({aux.get('type') if isinstance(aux, dict) else aux!r}); the linear protocol "
+                                  f"trains the linear head alone: set model.auxiliary_head=None (nothing was written)")
+    elif head == LINEAR_HEAD:
+        raise DownstreamError(f"--protocol {name}: config {config} is a linear-probe config (decode head "
+                              f"{LINEAR_HEAD}); run it with --protocol ade-linear (nothing was written)")
+    if name == "finetune":
+        return
+    backbone = (model.get("backbone") or {}).get("type")
+    if backbone not in FREEZABLE_BACKBONES:
+        raise DownstreamError(f"--protocol {name}: config {config} has backbone {backbone!r}, which cannot be frozen "
+                              f"whole here (frozen_stages freezes {', '.join(FREEZABLE_BACKBONES)})")
+    shared = (model.get("roi_head") or {}).get("shared_head")
+    if shared and shared.get("type") not in FREEZABLE_SHARED_HEADS:
+        raise DownstreamError(f"--protocol {name}: config {config} runs part of the backbone in its RoI head as "
+                              f"{shared.get('type')!r}, which cannot be frozen; use "
+                              f"{' or '.join(FREEZABLE_SHARED_HEADS)} (downstream/shared_head.py)")
+
+
+def apply_transfer_protocol(cfg: Config, name: str, config: str | os.PathLike) -> None:
+    """The protocol step, after the backbone is in the config: ``frozen`` and ``ade-linear``
+    freeze the whole backbone (``frozen_stages`` = its ``num_stages``, ``norm_eval``) and the
+    C4 detector's shared head (``frozen``); ``finetune`` leaves the config as it is."""
+    check_protocol(cfg, name, config)
+    if name == "finetune":
+        return
+    backbone = cfg.model.backbone
+    backbone.frozen_stages = backbone.get("num_stages", 4)
+    backbone.norm_eval = True
+    shared = (cfg.model.get("roi_head") or {}).get("shared_head")
+    if shared:
+        shared.frozen = True
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside mmengine's DDP wrapper (several processes), or the model itself."""
+    from mmengine.model import is_model_wrapper
+
+    return model.module if is_model_wrapper(model) else model
+
+
+def frozen_parts(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """The modules that hold the pretrained backbone: ``backbone``, and the C4 detector's
+    ``roi_head.shared_head``."""
+    parts = {"backbone": model.backbone}
+    shared = getattr(getattr(model, "roi_head", None), "shared_head", None)
+    if shared is not None:
+        parts["roi_head.shared_head"] = shared
+    return parts
+
+
+def not_frozen(model: torch.nn.Module) -> list[str]:
+    """The backbone's parameters that take a gradient and its BatchNorm layers in training mode."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    out = []
+    for prefix, part in frozen_parts(model).items():
+        out += [f"{prefix}.{n}" for n, p in part.named_parameters() if p.requires_grad]
+        out += [f"{prefix}.{n} (BatchNorm in training mode)" for n, m in part.named_modules()
+                if isinstance(m, _BatchNorm) and m.training]
+    return out
+
+
+class KeepBackboneFrozen(Hook):
+    """The frozen protocols' guarantee, checked on the model that trains, at its first
+    iteration (after ``model.train()``): no backbone parameter takes a gradient and no
+    backbone BatchNorm updates its statistics."""
+    priority = "VERY_HIGH"
+
+    def __init__(self, protocol: str):
+        self.protocol, self.checked = protocol, False
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        if self.checked:
+            return
+        self.checked = True
+        loose = not_frozen(unwrap(runner.model))
+        if loose:
+            raise DownstreamError(f"--protocol {self.protocol}: {len(loose)} backbone parameters or BatchNorm layers "
+                                  f"would train: {', '.join(loose[:5])}{' ...' if len(loose) > 5 else ''}")
+
+
+def protocol_settings(cfg: Config, model: torch.nn.Module, task: str) -> dict:
+    """What the run does, read from its final config and the model built from it (library
+    defaults included): the backbone's frozen stages and BatchNorm, the shared head's (C4),
+    the decode heads (segmentation), the schedule and the metric."""
+    bb = model.backbone
+    params = [p for part in frozen_parts(model).values() for p in part.parameters()]
+    out = dict(frozen_stages=bb.frozen_stages, num_stages=bb.num_stages, norm_eval=bool(bb.norm_eval),
+               norm_requires_grad=bool((bb.norm_cfg or {}).get("requires_grad", True)),
+               backbone_tensors=len(params), backbone_trainable_tensors=sum(p.requires_grad for p in params))
+    shared = frozen_parts(model).get("roi_head.shared_head")
+    if shared is not None:
+        out |= dict(shared_head_frozen=bool(getattr(shared, "frozen", False)),
+                    shared_head_norm_eval=bool(shared.norm_eval),
+                    shared_head_norm_requires_grad=bool((shared.norm_cfg or {}).get("requires_grad", True)))
+    if task == "segmentation":
+        aux = cfg.model.get("auxiliary_head")
+        out |= dict(decode_head=cfg.model.decode_head.type, decode_head_in_index=model.decode_head.in_index,
+                    decode_head_dropout=model.decode_head.dropout_ratio,
+                    auxiliary_head=(aux.get("type") if isinstance(aux, dict) else None))
+    train = cfg.train_cfg
+    out |= {k: train[k] for k in ("max_iters", "max_epochs") if k in train}
+    optimizer = cfg.optim_wrapper.optimizer
+    out |= dict(optimizer=optimizer.type, lr=optimizer.lr, batch_size=cfg.train_dataloader.batch_size)
+    evaluators = cfg.val_evaluator if isinstance(cfg.val_evaluator, list) else [cfg.val_evaluator]
+    out |= dict(metric_name=MAIN_METRIC[task], evaluator=evaluators[0]["type"])
+    return out
+
+
 def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_metrics) -> int:
     """The whole stage; ``apply_backbone(cfg, backbone)``, ``check_data(cfg)`` and
     ``read_metrics(metrics) -> dict`` are the task's own parts."""
@@ -279,9 +443,13 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
         bb.checkpoint = atomic_torch_save(Path(cfg.work_dir) / "backbone.pth", bb.state).resolve()
         bb.sha256 = sha256_file(bb.checkpoint)
     apply_backbone(cfg, bb)
+    apply_transfer_protocol(cfg, args.protocol, config_path)
     if not args.skip_data_check:  # every process, so that none waits for a rank that stopped
         check_data(cfg)
     runner = Runner.from_cfg(cfg)
+    protocol = protocols.get(args.protocol).record(**protocol_settings(cfg, unwrap(runner.model), task))
+    if args.protocol != "finetune":
+        runner.register_hook(KeepBackboneFrozen(args.protocol))
     capture = CaptureMetrics()
     runner.register_hook(capture)
     runner.register_hook(StopOnNonFiniteLoss())
@@ -301,7 +469,7 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
             backbone_source=bb.source,
             iterations=runner.iter, images_seen=runner.iter * batch * world, raw_metrics=capture.metrics,
             pretrain_seed=bb.seed if bb.seed is not None else args.pretrain_seed, finetune_seed=args.seed,
-            heldout=heldout, selection=selection)
+            heldout=heldout, selection=selection, protocol=protocol)
         print(f"[{bb.id}] {task} done: " + ", ".join(f"{k} {v:.2f}" for k, v in read_metrics(capture.metrics).items())
               + f"; result {Path(cfg.work_dir) / 'result.json'}")
     return 0
