@@ -57,6 +57,7 @@ KNN_K, KNN_T = 20, 0.07
 # VISSL's VOC07 SVM benchmark (configs/config/benchmark/linear_image_classification/voc07/
 # eval_resnet_8gpu_transfer_voc07_svm.yaml, SVM section; its defaults.yaml has costs [0.1, 0.01]).
 SVM_COSTS = (0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0)
+# random_state fixes liblinear's order of coordinates, so that the probe is deterministic (VISSL leaves it unset).
 SVM = dict(loss="squared_hinge", penalty="l2", dual=True, max_iter=2000, tol=1e-4, cross_val_folds=3,
            class_weight={1: 2, -1: 1}, random_state=0)
 
@@ -70,7 +71,7 @@ class ProbeError(TrickBenchError, ValueError):
 @torch.no_grad()
 def knn_classifier(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor, *,
                    num_classes: int, k: int = KNN_K, temperature: float = KNN_T,
-                   chunk_size: int = 1024) -> torch.Tensor:
+                   chunk_size: int = 256) -> torch.Tensor:
     """DINO's ``knn_classifier`` (``eval_knn.py``; Wu et al. 2018's weighted k-NN): the class votes
     of each test feature, ``[n_test, num_classes]``. Features are L2-normalised, so the dot product is
     the cosine similarity; each of the ``k`` most similar train features votes for its label with
@@ -135,12 +136,13 @@ def voc_image_labels(xml_path: Path, classes: tuple[str, ...]) -> np.ndarray:
     return labels
 
 
-def voc07_ap(scores: np.ndarray, labels: np.ndarray) -> float:
+def voc07_ap(scores: np.ndarray, labels: np.ndarray, mode: str = "11points") -> float:
     """VOC07's classification AP (``VOCevalcls``): images ranked by score, difficult ones (label 0)
     counting neither as true nor as false positives; precision at each rank, then the 11-point
     interpolation (mmdet's ``average_precision(..., "11points")``: the mean over recall thresholds
-    0, 0.1, ..., 1 of the best precision at that recall or above). A fraction; ValueError without a
-    positive image."""
+    0, 0.1, ..., 1 of the best precision at that recall or above). ``mode="area"``: the area under
+    the interpolated curve instead, the AP VISSL's ``get_precision_recall`` reports (``calculate_ap``
+    in ``vissl/utils/svm_utils/evaluate.py``). A fraction; ValueError without a positive image."""
     from mmdet.evaluation.functional import average_precision
 
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
@@ -151,7 +153,7 @@ def voc07_ap(scores: np.ndarray, labels: np.ndarray) -> float:
     order = np.argsort(-scores[keep], kind="stable")
     tp = np.cumsum(positive[order])
     fp = np.cumsum(~positive[order])
-    return float(average_precision(tp / positive.sum(), tp / (tp + fp), mode="11points"))
+    return float(average_precision(tp / positive.sum(), tp / (tp + fp), mode=mode))
 
 
 def svm_targets(labels: np.ndarray) -> np.ndarray:
@@ -184,7 +186,8 @@ def fit_svm(features: np.ndarray, targets: np.ndarray, costs=SVM_COSTS, settings
 
 def voc07_svm(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
               test_labels: np.ndarray, classes: tuple[str, ...], costs=SVM_COSTS, settings: dict = SVM) -> dict:
-    """Per class: the chosen cost, its cross-validated AP, the test AP (percent). A class without a
+    """Per class: the chosen cost, its cross-validated AP, the test AP (percent; ``ap``: VOC07's
+    11 points, ``ap_area``: the area under the curve, as VISSL reports it). A class without a
     positive (or a negative) image in trainval, or without a positive test image, has no AP
     (``ap`` None, ``why``) and is left out of the mean."""
     train_features = np.asarray(train_features, dtype=np.float64)  # as VISSL's trainer reads them
@@ -203,6 +206,7 @@ def voc07_svm(train_features: np.ndarray, train_labels: np.ndarray, test_feature
         search, not_converged = fit_svm(train_features, targets, costs, settings)
         scores = search.best_estimator_.decision_function(test_features)
         per_class[name] = row | dict(ap=100.0 * voc07_ap(scores, test_labels[:, c]),
+                                     ap_area=100.0 * voc07_ap(scores, test_labels[:, c], mode="area"),
                                      cost=float(search.best_params_["C"]), cv_ap=100.0 * float(search.best_score_),
                                      not_converged=not_converged)
     return per_class
@@ -300,8 +304,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--variant", choices=list("ABCD"), help="the ResNet variant of a weights file (default: read "
                                                            "from its keys)")
     p.add_argument("--pretrain-seed", type=int, help="the pretraining seed of a weights file, for the record")
-    p.add_argument("--pretrain-config", help=f"a weights file's pretraining config, for its image size and "
-                                             f"validation resize (default: {DEFAULT_PRETRAIN_CONFIG.relative_to(REPO)})")
+    p.add_argument("--pretrain-config", help=f"a weights file's pretraining config, for its image size and validation "
+                                             f"resize (default: {DEFAULT_PRETRAIN_CONFIG.relative_to(REPO)})")
     p.add_argument("--classes-from", metavar="DET_CONFIG", help="voc07-svm: the classes of this detection config's "
                                                                 "metainfo (default: VOC's 20)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -415,11 +419,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         per_class = voc07_svm(got[train.name].values.numpy(), train.labels, got[test.name].values.numpy(),
                               test.labels, classes)
-        aps = [r["ap"] for r in per_class.values() if r["ap"] is not None]
-        if not aps:
+        scored = [r for r in per_class.values() if r["ap"] is not None]
+        if not scored:
             raise ProbeError(f"no class of {root / 'VOC2007'} has positive images in both trainval and test; "
                              f"check --classes-from")
-        metrics = {"map": float(np.mean(aps))}
+        metrics = {"map": float(np.mean([r["ap"] for r in scored])),
+                   "map_area": float(np.mean([r["ap_area"] for r in scored]))}
         settings |= dict(classes=list(classes), costs=list(SVM_COSTS),
                          svm={k: ({str(c): w for c, w in v.items()} if k == "class_weight" else v)
                               for k, v in SVM.items()},

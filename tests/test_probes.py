@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from downstream import features as feats
-from downstream.probe import (DIFFICULT, NEGATIVE, POSITIVE, ProbeError, knn_classifier, svm_targets,
-                              topk_accuracy, voc07_ap, voc_image_labels, voc_splits)
+from downstream.probe import (DIFFICULT, NEGATIVE, POSITIVE, ProbeError, knn_classifier, pretrain_data, svm_targets,
+                              topk_accuracy, voc07_ap, voc_classes, voc_image_labels, voc_splits)
 from tests.conftest import REPO, ok, run_cli
 
 TINY = str(REPO / "configs/pretrain/synthetic/resnet18_tiny.py")
@@ -123,6 +123,7 @@ def test_voc07_ap_is_not_sklearns_average_precision():
     assert ours == pytest.approx((6 * 1.0 + 5 * 0.5) / 11, abs=1e-6)   # 11-point: 0.7727
     assert average_precision_score(labels == 1, scores) == pytest.approx(0.75)  # step-wise: (1 + 0.5) / 2
     assert abs(ours - average_precision_score(labels == 1, scores)) > 0.02
+    assert voc07_ap(scores, labels, mode="area") == pytest.approx(0.75)  # what VISSL reports, here sklearn's too
 
 
 def test_difficult_images_train_as_negatives_as_vissl_does():
@@ -179,6 +180,14 @@ def test_voc_split_errors_name_the_file(synthetic, tmp_path):
     (root / "VOC2007/ImageSets/Main/trainval.txt").unlink()
     with pytest.raises(ProbeError, match="trainval.txt not found"):
         voc_splits(root, VOCDataset.METAINFO["classes"])
+
+
+def test_voc_classes():
+    assert len(voc_classes(None)) == 20 and voc_classes(None)[0] == "aeroplane"
+    fashion = voc_classes(str(REPO / "configs/detection/faster-rcnn_fpn_fashion.py"))
+    assert len(fashion) == 10 and fashion[0] == "T-shirt/top"
+    with pytest.raises(ProbeError, match="no metainfo.classes"):
+        voc_classes(str(REPO / "configs/detection/faster-rcnn_r50_fpn_1x_voc0712.py"))
 
 
 # ---- the feature cache --------------------------------------------------------------------
@@ -312,6 +321,7 @@ def test_voc07_svm_end_to_end(backbones, synthetic, tmp_path):
     assert len(res["per_class"]) == 20 and np.isfinite(res["metrics"]["map"]) and 0 < res["metrics"]["map"] <= 100
     scored = [r for r in res["per_class"].values() if r["ap"] is not None]
     assert res["metrics"]["map"] == pytest.approx(np.mean([r["ap"] for r in scored]))
+    assert res["metrics"]["map_area"] == pytest.approx(np.mean([r["ap_area"] for r in scored]))
     assert all(r["cost"] in res["protocol"]["costs"] for r in scored)
     assert res["cost"]["images_seen"] == 120 and "voc07-svm done: map" in proc.stdout
     proc = ok(probe("voc07-svm", run, synthetic["voc"], work, "--resume"))
@@ -329,3 +339,9 @@ def test_bad_input_exits_2_and_writes_nothing(backbones, synthetic, tmp_path):
     proc = probe("knn", tmp_path / "no-backbone", synthetic["imagenet"], tmp_path / "w")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "no-backbone" in proc.stderr
     assert not (tmp_path / "w").exists()
+    # a pretrain run's image size is its own: --pretrain-config is for weights files
+    from downstream.runner import resolve_backbone
+
+    assert pretrain_data(resolve_backbone(str(run)), None).image_size == 56
+    with pytest.raises(ProbeError, match="--pretrain-config is for a weights file"):
+        pretrain_data(resolve_backbone(str(run)), TINY)
