@@ -371,6 +371,34 @@ def split_features(splits: list[Split], *, probe: str, transform: feats.Transfor
     return out
 
 
+def knn_probe(train_features, train_labels, test_features, test_labels, num_classes: int,
+              device: str) -> tuple[dict, dict, dict]:
+    """The k-NN probe's metrics, its settings and the result's extra fields (none)."""
+    votes = knn_classifier(train_features.to(device), train_labels, test_features.to(device),
+                           num_classes=num_classes, k=KNN_K, temperature=KNN_T)
+    return topk_accuracy(votes, test_labels), dict(k=KNN_K, temperature=KNN_T, num_classes=num_classes), {}
+
+
+def voc07_svm_probe(train_features, train_labels, test_features, test_labels, classes: tuple[str, ...],
+                    root: Path, bb_id: str) -> tuple[dict, dict, dict]:
+    """The VOC07 SVM probe's metrics (the mean over the classes that have an AP), its settings and
+    the result's extra field ``per_class``."""
+    per_class = voc07_svm(train_features.numpy(), train_labels, test_features.numpy(), test_labels, classes)
+    scored = [r for r in per_class.values() if r["ap"] is not None]
+    if not scored:
+        raise ProbeError(f"no class of {root / 'VOC2007'} has positive images in both trainval and test; "
+                         f"check --classes-from")
+    for name, r in per_class.items():
+        if r["ap"] is None:
+            print(f"[{bb_id}] voc07-svm: class {name!r} left out of the mean: {r['why']}", flush=True)
+    metrics = {"map": float(np.mean([r["ap"] for r in scored])),
+               "map_area": float(np.mean([r["ap_area"] for r in scored]))}
+    settings = dict(classes=list(classes), costs=list(SVM_COSTS),
+                    svm={k: ({str(c): w for c, w in v.items()} if k == "class_weight" else v) for k, v in SVM.items()},
+                    difficult="training: negatives (as VISSL); test: ignored (as VOC07)")
+    return metrics, settings, {"per_class": per_class}
+
+
 def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     check_args(args)
@@ -409,30 +437,13 @@ def run(args: argparse.Namespace) -> int:
                          workers=args.workers)
     settings = dict(transform=transform.record(), pooling=pooling, train_split=train.name, test_split=test.name,
                     train_images=len(train.paths), test_images=len(test.paths))
-    extra = {}
     if args.probe == "knn":
-        device = args.device
-        votes = knn_classifier(got[train.name].values.to(device), train.labels, got[test.name].values.to(device),
-                               num_classes=num_classes, k=KNN_K, temperature=KNN_T)
-        metrics = topk_accuracy(votes, test.labels)
-        settings |= dict(k=KNN_K, temperature=KNN_T, num_classes=num_classes)
+        metrics, own, extra = knn_probe(got[train.name].values, train.labels, got[test.name].values, test.labels,
+                                        num_classes, args.device)
     else:
-        per_class = voc07_svm(got[train.name].values.numpy(), train.labels, got[test.name].values.numpy(),
-                              test.labels, classes)
-        scored = [r for r in per_class.values() if r["ap"] is not None]
-        if not scored:
-            raise ProbeError(f"no class of {root / 'VOC2007'} has positive images in both trainval and test; "
-                             f"check --classes-from")
-        metrics = {"map": float(np.mean([r["ap"] for r in scored])),
-                   "map_area": float(np.mean([r["ap_area"] for r in scored]))}
-        settings |= dict(classes=list(classes), costs=list(SVM_COSTS),
-                         svm={k: ({str(c): w for c, w in v.items()} if k == "class_weight" else v)
-                              for k, v in SVM.items()},
-                         difficult="training: negatives (as VISSL); test: ignored (as VOC07)")
-        extra["per_class"] = per_class
-        for name, r in per_class.items():
-            if r["ap"] is None:
-                print(f"[{bb.id}] voc07-svm: class {name!r} left out of the mean: {r['why']}", flush=True)
+        metrics, own, extra = voc07_svm_probe(got[train.name].values, train.labels, got[test.name].values,
+                                              test.labels, classes, root, bb.id)
+    settings |= own
     featurised = sum(len(s.paths) for s in (train, test) if not got[s.name].cached)
     path = write_result(
         work_dir, stage="probe", backbone=bb.id, recipe=bb.recipe or bb.id, seed=None, metrics=metrics,
