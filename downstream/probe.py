@@ -14,7 +14,8 @@ train images, a neighbour's vote weighing exp(similarity / 0.07); ``top1`` (and 
 Learning"; VISSL's ``SVMTrainer``): last-stage features average-pooled to 2x2, L2-normalised,
 of VOC2007 trainval and test resized to the pretraining's square resolution; one linear SVM per
 class, its cost chosen by 3-fold cross-validated AP on trainval, refit on all of trainval; ``map``:
-the mean over classes of VOC07's 11-point interpolated AP on test, difficult images ignored.
+the mean over classes of VOC07's 11-point interpolated AP on test, difficult images ignored
+(``map_area``: the area under the curve, the AP VISSL itself reports).
 
 The features are computed once per backbone and cached in ``WORK_DIR/features/``
 (:mod:`downstream.features`); ``result.json`` (stage ``probe``) records the protocol and its settings.
@@ -52,7 +53,7 @@ from downstream import features as feats
 from downstream.runner import Backbone, resolve_backbone
 
 DEFAULT_PRETRAIN_CONFIG = REPO / "configs/pretrain/resnet50_baseline.py"
-# DINO eval_knn.py's defaults (--nb_knn 20, --temperature 0.07), the numbers its paper reports.
+# DINO eval_knn.py: k = 20 of its --nb_knn 10 20 100 200 (the one its paper reports), --temperature 0.07.
 KNN_K, KNN_T = 20, 0.07
 # VISSL's VOC07 SVM benchmark (configs/config/benchmark/linear_image_classification/voc07/
 # eval_resnet_8gpu_transfer_voc07_svm.yaml, SVM section; its defaults.yaml has costs [0.1, 0.01]).
