@@ -38,12 +38,12 @@ from mmengine.hooks import Hook
 from mmengine.runner import CheckpointLoader
 
 from pretrain.checkpoint import CheckpointError, pretrain_result
+from trickbench import protocols
 from trickbench.errors import TrickBenchError
 from trickbench.errors import report as report_error
 from trickbench.fileio import remove_stale_temps
 from trickbench.mmconfig import check_options, read_config
 from trickbench.paths import REPO
-from trickbench import protocols
 from trickbench.results import MAIN_METRIC
 from trickbench.runinfo import sha256_file
 from trickbench.runtime import atomic_torch_save, write_result
@@ -188,7 +188,7 @@ def parse_args(task: str, default_config: str, argv=None) -> argparse.Namespace:
     p.add_argument("--protocol", choices=TRAINED_PROTOCOLS, default=protocols.DEFAULT,
                    help="the transfer protocol (trickbench/protocols.py): finetune (the config as it is), frozen "
                         "(the whole backbone frozen, neck and heads trained), ade-linear (segmentation: a linear "
-                        "head on the frozen backbone, with a configs/segmentation/linear_* config) "
+                        "head on the frozen backbone, with a configs/segmentation/linear*.py config) "
                         "(default: %(default)s)")
     p.add_argument("--skip-data-check", action="store_true", help="skip the pre-flight dataset checks")
     args = p.parse_args(argv)
