@@ -14,6 +14,9 @@ from downstream.probe import (DIFFICULT, NEGATIVE, POSITIVE, ProbeError, knn_cla
 from tests.conftest import REPO, ok, run_cli
 
 TINY = str(REPO / "configs/pretrain/synthetic/resnet18_tiny.py")
+# One thread per command: these runs are small, and with two OpenMP threads on a 2-core machine where
+# another process holds a core, the spinning threads make a 7 s pretraining take 90 s.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 # ---- k-NN ---------------------------------------------------------------------------------
@@ -224,7 +227,7 @@ def backbones(synthetic, tmp_path_factory):
     runs = tmp_path_factory.mktemp("probe-runs")
     ok(run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(runs / "tiny"), "--cfg-options",
                f"data.root={synthetic['imagenet']}", "schedule.epochs=4", "schedule.milestones=[3]",
-               "data.workers=0", "run.deterministic=True"))
+               "data.workers=0", "run.deterministic=True", env=ONE_THREAD))
     torch.manual_seed(0)
     torch.save(resnet(18, "B", num_classes=10, base_channels=16).backbone_state_dict(), runs / "random-init.pth")
     return runs / "tiny", runs / "random-init.pth"
@@ -232,7 +235,7 @@ def backbones(synthetic, tmp_path_factory):
 
 def probe(name, backbone, data, work, *extra):
     return run_cli("downstream/probe.py", name, "--backbone", str(backbone), "--data-root", str(data),
-                   "--work-dir", str(work), "--workers", "0", *extra)
+                   "--work-dir", str(work), "--workers", "0", *extra, env=ONE_THREAD)
 
 
 def result(work):
