@@ -202,3 +202,55 @@ def test_the_protocol_table_expands_linear_and_names_what_each_freezes():
     with pytest.raises(protocols.ProtocolError, match="unknown protocol 'lin'"):
         protocols.get("lin")
     ok(run_cli("-c", "import trickbench.protocols"))
+
+
+# ------------------------------------------------------------------ through the real Slurm
+
+
+@pytest.mark.slow
+def test_every_protocol_runs_through_slurm_and_a_second_run_has_nothing_to_do(slurm, synthetic, tmp_path):
+    """Two recipes, one seed: segmentation fine-tuned and frozen, the linear head and both probes
+    (the SVMs on VOC's own classes: no detection config) as Slurm jobs chained after their
+    pretraining, the report after all of them; then the same study again: nothing to do."""
+    from tests.test_slurm_study import wait_for
+    from trickbench.study.slurm import queue
+
+    path = write_study(tmp_path, f'''
+name = "protocols"
+seeds = [0]
+data = dict(imagenet="{synthetic['imagenet']}", voc="{synthetic['voc']}", ade20k="{synthetic['ade20k']}")
+recipes = [dict(name="r18", config="{PRETRAIN}", options={{"schedule.epochs": 1, "schedule.milestones": [1]}}),
+           dict(name="r18-cos", config="{PRETRAIN}",
+                options={{"schedule.epochs": 1, "schedule.milestones": [1], "schedule.decay": "cosine"}})]
+downstream = dict(segmentation=["{SEG}"], protocols=["finetune", "frozen", "linear"], ade_linear="{LINEAR}",
+                  options=dict(segmentation={{"train_cfg.max_iters": 4, "train_cfg.val_interval": 4,
+                                              "default_hooks.checkpoint.interval": 4,
+                                              "train_dataloader.num_workers": 0, "val_dataloader.num_workers": 0}}))
+resources = dict(pretrain=dict(cpus=1), segmentation=dict(cpus=1), probe=dict(cpus=1), report=dict(cpus=1))
+''')
+    work = tmp_path / "w"
+    n_jobs = 2 + 2 * 3 + 2 * 2 + 1   # pretraining; finetune, frozen, ade-linear; knn, voc07-svm; the report
+    proc = ok(run_cli("-m", "trickbench.study", "run", str(path), "--work-dir", str(work), "--launcher", "slurm"))
+    assert f"submitted {n_jobs} jobs to Slurm" in proc.stdout
+    subs = {json.loads(x)["job"]: json.loads(x)["slurm_id"]
+            for x in (work / "study" / "slurm.jsonl").read_text().splitlines()}
+    q = queue(subs.values())
+    for job in ("probe/knn/r18/seed0", "probe/voc07-svm/r18/seed0", "segmentation/linear-d8_ade20k_tiny/r18/seed0/ade-linear",
+                "segmentation/fcn-d8_ade20k_tiny/r18/seed0/frozen"):
+        assert f"afterok:{subs['pretrain/r18/seed0']}" in q[subs[job]].dependency, job
+    wait_for(lambda: all(queue([i]).get(i) is None or queue([i])[i].state in ("COMPLETED", "FAILED", "CANCELLED")
+                         for i in subs.values()), 1500, "every job to end")
+    status = ok(run_cli("-m", "trickbench.study", "status", str(path), "--work-dir", str(work))).stdout
+    assert status.strip().endswith(f"{n_jobs} done"), status
+    found = results.find(work / "runs").results
+    assert sorted((r.stage, r.protocol_name) for r in found if r.recipe == "r18") == [
+        ("pretrain", None), ("probe", "knn"), ("probe", "voc07-svm"), ("segmentation", "ade-linear"),
+        ("segmentation", "finetune"), ("segmentation", "frozen")]
+    frozen = next(r for r in found if r.protocol_name == "frozen")
+    assert frozen.protocol["backbone_trainable_tensors"] == 0 and frozen.protocol["frozen_stages"] == 4
+    data = json.loads((work / "report" / "report.json").read_text())
+    assert {(g["protocol"], g["n_recipes"], g["estimate"]) for g in data["protocol_agreement"]} == \
+        {("frozen", 2, None), ("ade-linear", 2, None), ("knn", 2, None)}   # two recipes: not estimable
+    assert "## Cheap protocols against full fine-tuning" in (work / "report" / "report.md").read_text()
+    again = ok(run_cli("-m", "trickbench.study", "run", str(path), "--work-dir", str(work), "--launcher", "slurm"))
+    assert f"nothing to submit: {n_jobs} jobs done, 0 in the queue" in again.stdout, again.stdout

@@ -42,7 +42,7 @@ STAGES = ("pretrain", "detection", "segmentation", "probe")
 MAIN_METRIC = {"pretrain": "top1", "detection": "map", "segmentation": "miou"}
 PROBE_METRIC = {"knn": "top1", "voc07-svm": "map"}
 METRICS = {"pretrain": ("top1", "top5", "best_top1"), "detection": ("map", "map_area"),
-           "segmentation": ("miou", "aacc", "macc"), "probe": ("top1", "map")}
+           "segmentation": ("miou", "aacc", "macc"), "probe": ("top1", "top5", "map", "map_area")}
 
 
 class ResultError(TrickBenchError, ValueError):
