@@ -41,7 +41,7 @@ from pretrain.checkpoint import CheckpointError, pretrain_result
 from trickbench import protocols
 from trickbench.errors import TrickBenchError
 from trickbench.errors import report as report_error
-from trickbench.fileio import remove_stale_temps
+from trickbench.fileio import atomic_write_bytes, remove_stale_temps
 from trickbench.mmconfig import check_options, read_config
 from trickbench.paths import REPO
 from trickbench.results import MAIN_METRIC
@@ -57,6 +57,7 @@ from .resume_rng import ResumeRandomState
 from .safe_load import load_weights_only
 
 OWN_CHECKPOINT = "trickbench-own://"
+PROTOCOL_MARKER = ".trickbench-protocol"   # the protocol a run in this work dir was started with
 # The protocols a fine-tuning script trains; each script runs those whose stages name its task.
 TRAINED_PROTOCOLS = tuple(n for n, p in protocols.PROTOCOLS.items() if {"detection", "segmentation"} & set(p.stages))
 LINEAR_HEAD = "TrickBenchBNHead"  # the ade-linear head, registered by downstream/linear_head.py
@@ -251,10 +252,19 @@ def prepare(cfg: Config, args: argparse.Namespace, task: str, bb: Backbone) -> C
         ckpt = Path(marker.read_text().strip())
         if not ckpt.is_file() or work_dir.resolve() not in ckpt.resolve().parents:
             raise DownstreamError(f"--resume: {marker} points at {ckpt}, which is not a checkpoint in {work_dir}")
+        started = work_dir / PROTOCOL_MARKER
+        protocol = getattr(args, "protocol", protocols.DEFAULT)
+        was = started.read_text().strip() if started.is_file() else protocols.DEFAULT  # before the marker: finetune
+        if was != protocol:
+            raise DownstreamError(f"--resume: the run in {work_dir} was started with --protocol {was}; continue it "
+                                  f"with --protocol {was}, or run --protocol {protocol} in another --work-dir "
+                                  f"(nothing was changed)")
         cfg.resume, cfg.load_from = True, OWN_CHECKPOINT + str(ckpt)
     elif has_run:
         raise DownstreamError(f"{work_dir} already holds a {task} run; pass --resume to continue it or choose "
                               f"another --work-dir (nothing was changed)")
+    elif int(os.environ.get("RANK", "0")) == 0:  # a new run: which protocol it trains, for a later --resume
+        atomic_write_bytes(work_dir / PROTOCOL_MARKER, getattr(args, "protocol", protocols.DEFAULT).encode())
     return cfg
 
 

@@ -200,6 +200,23 @@ def test_mismatched_protocol_requests_are_refused(backbone_file, synthetic, tmp_
     assert not (tmp_path / "det").exists() and not (tmp_path / "seg").exists()
 
 
+def test_a_run_resumes_only_under_the_protocol_it_started_with(backbone_file, synthetic, tmp_path, trained):
+    started = trained("fcn", "frozen")
+    assert (started / ".trickbench-protocol").read_text() == "frozen"
+    work = tmp_path / "work"   # an interrupted finetune run: a checkpoint, no result
+    work.mkdir()
+    (work / "iter_2.pth").write_bytes(b"")
+    (work / "last_checkpoint").write_text(str(work / "iter_2.pth"))
+    (work / ".trickbench-protocol").write_text("finetune")
+    before = sorted((p.name, p.read_bytes()) for p in work.iterdir())
+    proc = run_cli("downstream/segment.py", "--backbone", str(backbone_file), "--config", FCN, "--data-root",
+                   str(synthetic["ade20k"]), "--work-dir", str(work), "--resume", "--protocol", "frozen")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (f"--resume: the run in {work} was started with --protocol finetune; continue it with --protocol "
+            f"finetune, or run --protocol frozen in another --work-dir") in proc.stderr
+    assert sorted((p.name, p.read_bytes()) for p in work.iterdir() if p.name != ".lock") == before
+
+
 # -- the pieces, in-process ----------------------------------------------------------------------
 
 def test_config_checks_name_the_config():
