@@ -48,6 +48,7 @@ from evaluation import noise, plots, stats
 from evaluation.table import (CHEAP, COST_COLUMNS, METRICS, PROTOCOL_METRICS, FineTune, StudyTable, add_selection_args,
                               find_results, join, recipes_csv, runs_csv, selected_configs, tabulate, to_csv)
 from trickbench import errors
+from trickbench import protocols as protocol_table
 from trickbench.errors import TrickBenchError
 from trickbench.fileio import atomic_write_bytes, atomic_write_json
 from trickbench.runinfo import now, study_lineage
@@ -354,7 +355,12 @@ def provenance_section(a: Analysis, table: StudyTable) -> list[str]:
         else:
             lines.append("  Hyperparameters: the config's, the same for every backbone (no sweep).")
     lines += [f"- {METRIC_DEFINITIONS[m]}." for m in ("top1", "map", "map_area", "miou") if m in a.metrics]
-    lines.append("- Every reported fine-tune is a row of `runs.csv` (sweep trials are not).")
+    for name in dict.fromkeys(p for (_, p) in sorted(table.protocol_hours) if p != "finetune"):
+        row = protocol_table.get(name)
+        lines.append(f"- `{name}` ({', '.join(row.stages)}): trains {row.trains}; frozen: {row.frozen}; reports "
+                     f"{row.metric}.")
+    lines.append("- Every reported fine-tune, and every run of another protocol, is a row of `runs.csv` (sweep "
+                 "trials are not).")
     return lines
 
 
