@@ -103,7 +103,7 @@ def _scatter_figure(table: SummaryTable, shown: list[str], left_out: list[str], 
 
 
 def _scatter_axes(fig: Figure, ax, table: SummaryTable, shown: list[str], x: str, y: str,
-                  correlation: Correlation | None, labels: bool = True) -> list[str]:
+                  correlation: Correlation | None, labels: bool = True, bar_alpha: float = 1.0) -> list[str]:
     """One point per recipe in ``shown`` with its 95% intervals, the least-squares line, the
     correlation as the axes' title; returns the notes that explain them. ``labels``: name the
     points now (else :func:`_scatter_labels`, once the figure's layout is final)."""
@@ -111,8 +111,10 @@ def _scatter_axes(fig: Figure, ax, table: SummaryTable, shown: list[str], x: str
     sy = [table[r][y] for r in shown]
     mx, my = np.array([s.mean for s in sx]), np.array([s.mean for s in sy])
     for a, b in zip(sx, sy):
-        ax.errorbar(a.mean, b.mean, xerr=_err(a), yerr=_err(b), fmt="o", color=_FILLED, ms=6, capsize=3,
-                    elinewidth=1, zorder=3)
+        bars = ax.errorbar(a.mean, b.mean, xerr=_err(a), yerr=_err(b), fmt="o", color=_FILLED, ms=6, capsize=3,
+                           elinewidth=1, zorder=3)
+        for part in (*bars[1], *bars[2]):
+            part.set_alpha(bar_alpha)
     notes = ["Points: recipe means; bars: 95% t interval over seeds (none with one seed)."]
     if len(shown) >= 2 and np.ptp(mx) > 0:
         slope, intercept = np.polyfit(mx, my, 1)
@@ -145,6 +147,20 @@ def _scatter_labels(fig: Figure, ax, table: SummaryTable, shown: list[str], x: s
     _place_labels(fig, ax, mx, my, shown, list(zip(sx, sy)), fit)
 
 
+def _zoom_on_means(ax, sx: list[Summary], sy: list[Summary], pad: float = 0.3) -> bool:
+    """Axes limits around the recipe means (``pad`` of their range on each side), so that
+    recipes stay apart when their intervals are far wider (two seeds: t = 12.7); returns whether
+    an interval runs past them."""
+    clipped = False
+    for s, set_lim in ((sx, ax.set_xlim), (sy, ax.set_ylim)):
+        means = [v.mean for v in s]
+        lo, hi = min(means), max(means)
+        margin = pad * (hi - lo) or 1.0
+        set_lim(lo - margin, hi + margin)
+        clipped |= any(v.ci_low is not None and (v.ci_low < lo - margin or v.ci_high > hi + margin) for v in s)
+    return clipped
+
+
 def protocols(table: SummaryTable, out_dir: str | os.PathLike, stem: str, *,
               pairs: Sequence[tuple[str, str, Correlation | None]]) -> list[Path]:
     """One panel per (cheap metric, fine-tuned metric, its rank correlation or None): the cheap
@@ -158,19 +174,21 @@ def protocols(table: SummaryTable, out_dir: str | os.PathLike, stem: str, *,
         rows = -(-len(pairs) // cols)
         fig = _figure((5.2 * cols, 4.4 * rows + 0.8))
         axes = [fig.add_subplot(rows, cols, i + 1) for i in range(len(pairs))]
-        drawn = []
+        drawn, clipped = [], False
         for ax, (x, y, corr) in zip(axes, pairs):
             shown = [r for r in table if x in table[r] and y in table[r]]
             if shown:
-                _scatter_axes(fig, ax, table, shown, x, y, corr, labels=False)
+                _scatter_axes(fig, ax, table, shown, x, y, corr, labels=False, bar_alpha=0.4)
                 if corr is not None:  # two lines: three panels side by side
                     ax.set_title(_correlation_text(corr).replace(", n = ", "\nn = "), fontsize=9)
+                clipped |= _zoom_on_means(ax, [table[r][x] for r in shown], [table[r][y] for r in shown])
                 drawn.append((ax, shown, x, y))
             else:
                 ax.set_axis_off()
                 ax.set_title(f"{name(x)}: no recipe has both", fontsize=10)
-        fig.suptitle(title + " (bars: 95% t intervals over pretraining seeds; dashed: least-squares fit)",
-                     fontsize=11)
+        fig.suptitle(title + "\nbars: 95% t intervals over pretraining seeds"
+                     + (" (those wider than the spread of the means run past the panel)" if clipped else "")
+                     + "; dashed: least-squares fit", fontsize=11)
         for ax, shown, x, y in drawn:
             _scatter_labels(fig, ax, table, shown, x, y)
         return _save(fig, out_dir, stem, title)
