@@ -842,6 +842,8 @@ class Agreement:
                 f"{METHOD_NAMES[c.method]} undefined ({name(c.constant or '')} constant)"
             if c.ci_low is not None:
                 text += f" {_interval(c.ci_low, c.ci_high)}"
+                if c.p_holm is not None:
+                    text += f" (Holm-adjusted p {c.p_holm:.2g})"
             elif c.estimate is not None:
                 text += " (interval cannot be estimated" + (f": one seed in {', '.join(c.one_seed)}" if c.one_seed
                                                              else "") + ")"
