@@ -15,7 +15,9 @@ backbone comparison, in the config style of the rest of the suite (Python,
                     tricks=["cosine", "label_smoothing", "distill", "mixup"], teacher="r152d-teacher")]
     trick_options = dict(mixup={"loss.mixup_alpha": 0.2, "schedule.epochs": 200})
     downstream = dict(detection=["configs/detection/faster-rcnn_r50_fpn_1x_voc0712.py"],
-                      segmentation=["configs/segmentation/fcn_r50-d8_4xb4-80k_ade20k-512x512.py"])
+                      segmentation=["configs/segmentation/fcn_r50-d8_4xb4-80k_ade20k-512x512.py"],
+                      protocols=["finetune", "frozen", "linear"],   # trickbench/protocols.py; default finetune
+                      ade_linear="configs/segmentation/linear_r50-d8_ade20k-512x512.py")
     reference = "r50d"
     resources = dict(pretrain=dict(gpus=8, time="3-00:00:00"), detection=dict(gpus=4))
     slurm = dict(partition="gpu", account=None, qos=None, extra=[])
