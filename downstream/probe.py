@@ -188,9 +188,9 @@ def fit_svm(features: np.ndarray, targets: np.ndarray, costs=SVM_COSTS, settings
 def voc07_svm(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
               test_labels: np.ndarray, classes: tuple[str, ...], costs=SVM_COSTS, settings: dict = SVM) -> dict:
     """Per class: the chosen cost, its cross-validated AP, the test AP (percent; ``ap``: VOC07's
-    11 points, ``ap_area``: the area under the curve, as VISSL reports it). A class without a
-    positive (or a negative) image in trainval, or without a positive test image, has no AP
-    (``ap`` None, ``why``) and is left out of the mean."""
+    11 points, ``ap_area``: the area under the curve, as VISSL reports it). A class with fewer
+    positive (or negative) images in trainval than cross-validation folds, or without a positive
+    test image, has no AP (``ap`` None, ``why``) and is left out of the mean."""
     train_features = np.asarray(train_features, dtype=np.float64)  # as VISSL's trainer reads them
     test_features = np.asarray(test_features, dtype=np.float64)
     per_class = {}
@@ -198,8 +198,10 @@ def voc07_svm(train_features: np.ndarray, train_labels: np.ndarray, test_feature
         targets = svm_targets(train_labels[:, c])
         n_pos, n_test_pos = int((targets == 1).sum()), int((test_labels[:, c] == POSITIVE).sum())
         row = dict(train_positives=n_pos, test_positives=n_test_pos, ap=None)
-        if n_pos == 0 or n_pos == len(targets):
-            per_class[name] = row | {"why": f"trainval has {'no' if n_pos == 0 else 'only'} positive images"}
+        folds = settings["cross_val_folds"]
+        if min(n_pos, len(targets) - n_pos) < folds:  # every fold of the cross-validation needs both kinds
+            per_class[name] = row | {"why": f"trainval has {n_pos} positive and {len(targets) - n_pos} negative "
+                                            f"images; the {folds}-fold cross-validation needs {folds} of each"}
             continue
         if n_test_pos == 0:
             per_class[name] = row | {"why": "test has no positive image"}
@@ -257,7 +259,8 @@ def voc_splits(root: Path, classes: tuple[str, ...]) -> tuple[Split, Split]:
 
 
 def voc_classes(detection_config: str | None) -> tuple[str, ...]:
-    """mmdet's VOC classes, or those of a detection config's ``metainfo`` (the Fashion set's 10)."""
+    """mmdet's VOC classes, or those of a detection config's ``metainfo`` (the Fashion set's 10); a
+    config that sets none has VOC's, as its ``VOCDataset`` does."""
     if detection_config is None:
         from mmdet.datasets import VOCDataset
 
@@ -265,9 +268,11 @@ def voc_classes(detection_config: str | None) -> tuple[str, ...]:
     cfg = read_config(detection_config, "detection config")
     meta = cfg.get("metainfo") or (((cfg.get("test_dataloader") or {}).get("dataset") or {}).get("metainfo")) or {}
     classes = meta.get("classes")
-    if not classes or not all(isinstance(c, str) for c in classes):
-        raise ProbeError(f"--classes-from {detection_config}: the config sets no metainfo.classes (nor "
-                         f"test_dataloader.dataset.metainfo.classes); leave the option out for VOC's 20 classes")
+    if not classes:  # the config's dataset keeps its own classes, as mmdet (and detect.py) read them: VOC's
+        return voc_classes(None)
+    if not all(isinstance(c, str) for c in classes):
+        raise ProbeError(f"--classes-from {detection_config}: metainfo.classes {classes!r} is not a list of class "
+                         f"names; fix the config")
     return tuple(classes)
 
 

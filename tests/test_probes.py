@@ -10,7 +10,7 @@ import torch
 
 from downstream import features as feats
 from downstream.probe import (DIFFICULT, NEGATIVE, POSITIVE, ProbeError, knn_classifier, pretrain_data, svm_targets,
-                              topk_accuracy, voc07_ap, voc_classes, voc_image_labels, voc_splits)
+                              topk_accuracy, voc07_ap, voc07_svm, voc_classes, voc_image_labels, voc_splits)
 from tests.conftest import REPO, ok, run_cli
 
 TINY = str(REPO / "configs/pretrain/synthetic/resnet18_tiny.py")
@@ -133,6 +133,19 @@ def test_difficult_images_train_as_negatives_as_vissl_does():
     assert svm_targets(np.array([POSITIVE, DIFFICULT, NEGATIVE])).tolist() == [1, -1, -1]
 
 
+def test_a_class_too_rare_for_the_cross_validation_gets_no_ap_and_the_others_do():
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(size=(30, 6)), rng.normal(size=(20, 6))
+    train_labels = np.full((30, 2), NEGATIVE)
+    train_labels[:15, 0] = POSITIVE
+    train_labels[:2, 1] = POSITIVE          # 2 positives: a 3-fold split would leave a fold without one
+    test_labels = np.full((20, 2), NEGATIVE)
+    test_labels[:10, :] = POSITIVE
+    per_class = voc07_svm(train, train_labels, test, test_labels, ("common", "rare"))
+    assert per_class["common"]["ap"] is not None
+    assert per_class["rare"]["ap"] is None and "needs 3 of each" in per_class["rare"]["why"]
+
+
 # ---- VOC labels ---------------------------------------------------------------------------
 
 def xml(*objects):
@@ -189,8 +202,9 @@ def test_voc_classes():
     assert len(voc_classes(None)) == 20 and voc_classes(None)[0] == "aeroplane"
     fashion = voc_classes(str(REPO / "configs/detection/faster-rcnn_fpn_fashion.py"))
     assert len(fashion) == 10 and fashion[0] == "T-shirt/top"
-    with pytest.raises(ProbeError, match="no metainfo.classes"):
-        voc_classes(str(REPO / "configs/detection/faster-rcnn_r50_fpn_1x_voc0712.py"))
+    for config in ("faster-rcnn_r50_fpn_1x_voc0712.py", "faster-rcnn_fpn_voc0712_tiny.py",
+                   "faster-rcnn_r50-c4_4xb1-20e_voc0712_paper.py"):  # VOCDataset's own classes, as mmdet reads them
+        assert voc_classes(str(REPO / "configs/detection" / config)) == voc_classes(None)
 
 
 # ---- the feature cache --------------------------------------------------------------------
