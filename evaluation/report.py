@@ -208,8 +208,12 @@ def _seeds(summary: dict[str, dict[str, stats.Summary]], recipe: str) -> int:
     return max(s.n for s in summary[recipe].values())
 
 
-def only_pretrained(runs_dir: str, so: str) -> str:
-    """Why a downstream section is absent from the report of runs that were only pretrained."""
+def only_pretrained(runs_dir: str, so: str, cheap: bool = False) -> str:
+    """Why a downstream section is absent from the report of runs that were only pretrained (``cheap``:
+    or measured by cheap protocols alone, no fine-tuning)."""
+    if cheap:
+        return (f"No fine-tuned detection or segmentation results under `{runs_dir}`: these backbones were measured "
+                f"by cheap protocols only (see below), so {so}.")
     return f"No detection or segmentation results under `{runs_dir}`: these runs were only pretrained, so {so}."
 
 
@@ -233,7 +237,7 @@ def title_section(a: Analysis, table: StudyTable, runs_dir: str, configs: dict[s
 def correlations_section(a: Analysis, runs_dir: str, figures: dict[str, str]) -> list[str]:
     lines = ["## Does ImageNet top-1 predict transfer?", ""]
     if a.pretrain_only:
-        return lines + [only_pretrained(runs_dir, WHY_ABSENT["correlations"])]
+        return lines + [only_pretrained(runs_dir, WHY_ABSENT["correlations"], bool(a.protocol_summary))]
     if not a.correlations:
         lines.append("Not computed: the runs lack top-1 or every downstream metric.")
     lines += [f"- {c.words}" for c in a.correlations]
@@ -279,7 +283,7 @@ def improvement_section(a: Analysis) -> list[str]:
 def inversions_section(a: Analysis, runs_dir: str, figures: dict[str, str]) -> list[str]:
     lines = ["## Rank inversions", ""]
     if a.pretrain_only:
-        return lines + [only_pretrained(runs_dir, WHY_ABSENT["inversions"])]
+        return lines + [only_pretrained(runs_dir, WHY_ABSENT["inversions"], bool(a.protocol_summary))]
     if not a.inversions:
         lines.append("None: every pair of recipes is in the same order by top-1 and by each downstream metric.")
     else:
@@ -566,7 +570,8 @@ def to_json(a: Analysis, table: StudyTable, runs_dir: str) -> str:
         "runs": [asdict(r) | {"metrics": dict(r.metrics)} for r in table.runs],
     }
     if a.pretrain_only:  # the downstream sections are empty: why
-        data["left_out"] = {k: only_pretrained(runs_dir, why) for k, why in WHY_ABSENT.items()}
+        data["left_out"] = {k: only_pretrained(runs_dir, why, bool(a.protocol_summary))
+                            for k, why in WHY_ABSENT.items()}
     return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 

@@ -156,11 +156,21 @@ def join(found: list[Result], configs: dict[str, str] | None = None) -> list[Joi
                 joined[backbone].downstream.setdefault(kind[0], []).append(res)
             else:
                 joined[backbone].protocols.setdefault(kind, []).append(res)
+    for j in joined.values():  # a trial counts (its cost) only with the config of the runs it chose for
+        for stage, runs in j.downstream.items():
+            j.trials[stage] = [t for t in j.trials.get(stage, []) if t.config_name == runs[0].config_name]
+        for kind, runs in j.protocols.items():
+            j.protocol_trials[kind] = [t for t in j.protocol_trials.get(kind, []) if t.config_name == runs[0].config_name]
     for stage, flag in (("detection", "--det-config"), ("segmentation", "--seg-config")):
         used = sorted({r.config_name for j in joined.values() for r in j.downstream.get(stage, [])})
         if len(used) > 1:
             print(f"warning: the {stage} column mixes configs ({', '.join(used)}), whose numbers do not compare; "
                   f"pass {flag} to keep one", file=sys.stderr)
+    for kind in PROTOCOL_METRICS:
+        used = sorted({r.config_name for j in joined.values() for r in j.protocols.get(kind, [])})
+        if len(used) > 1:
+            print(f"warning: the {kind[1]} ({kind[0]}) numbers mix configs ({', '.join(used)}), which do not "
+                  f"compare; keep one config's runs under --runs", file=sys.stderr)
     return [joined[k] for k in sorted(joined) if joined[k].pretrain or joined[k].downstream or joined[k].protocols]
 
 
@@ -343,7 +353,7 @@ def tabulate(joined: list[Joined], root: Path) -> StudyTable:
             for r in those:
                 protocol_runs.append(FineTune(
                     recipe, seed, kind[0], r.config_name, finetune_key(r) if r.stage != "probe" else None,
-                    {k: v for k, v in r.metrics.items() if k in METRICS}, dict((r.selection or {}).get("chosen") or {}),
+                    {col: r.metrics[metric]}, dict((r.selection or {}).get("chosen") or {}),
                     r.cost.device_hours, sum(t.cost.device_hours for t in trials) / len(those), r.cost.device,
                     r.selection, kind[1]))
         for stage, fts in j.downstream.items():
@@ -409,10 +419,11 @@ def recipes_csv(summary: dict[str, dict[str, Summary]], table: StudyTable) -> st
 
 def runs_csv(finetunes: tuple[FineTune, ...] | list[FineTune]) -> str:
     """One row per reported fine-tune: recipe, pretraining seed, task, config, protocol, fine-tune
-    seed, each chosen hyperparameter (a column named by its key), each metric, device-hours (the
-    fine-tune's own plus its share of its backbone's sweep)."""
+    seed, each chosen hyperparameter (a column named by its key), each metric (another protocol's
+    under its own name: ``frozen_map``, ``knn_top1``...), device-hours (the fine-tune's own plus its
+    share of its backbone's sweep)."""
     keys = sorted({k for f in finetunes for k in f.chosen})
-    metrics = [m for m in METRICS if any(m in f.metrics for f in finetunes)]
+    metrics = [m for m in METRICS + CHEAP if any(m in f.metrics for f in finetunes)]
     cols = ["recipe", "pretrain_seed", "task", "config", "protocol", "finetune_seed", *keys, *metrics,
             "device_hours", "device"]
     buf = io.StringIO()

@@ -166,6 +166,8 @@ def test_the_report_measures_how_each_cheap_protocol_ranks_like_fine_tuning(tmp_
     with open(tmp_path / "r" / "runs.csv") as f:
         table = list(csv.DictReader(f))
     assert {row["protocol"] for row in table} == {"finetune", "frozen", "ade-linear", "knn", "voc07-svm"}
+    knn_rows = [row for row in table if row["protocol"] == "knn"]
+    assert len(knn_rows) == 18 and all(row["knn_top1"] and not row.get("top1") and not row["map"] for row in knn_rows)
     with open(tmp_path / "r" / "leaderboard.csv") as f:
         board = {row["backbone"]: row for row in csv.DictReader(f)}
     assert float(board["r3-seed0"]["knn_top1"]) == pytest.approx(
