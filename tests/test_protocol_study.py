@@ -72,6 +72,7 @@ def test_protocols_make_their_jobs_and_leave_finetune_as_it_was(tmp_path):
     ('protocols=["ade-linear"]', "protocol ade-linear needs its config: set downstream.ade_linear"),
     (f'ade_linear="{LINEAR}"', "downstream.ade_linear is set but downstream.protocols has no 'ade-linear'"),
     ('protocols=[]', "downstream.protocols must be a non-empty list"),
+    ('protocols=["knn"])\nresources = dict(probe=dict(gpus=2)', "a probe (downstream/probe.py) runs in one process"),
 ])
 def test_bad_protocol_settings_are_refused_before_anything_runs(tmp_path, line, message):
     proc = run_cli("-m", "trickbench.study", "plan", str(protocol_study(tmp_path, line)))

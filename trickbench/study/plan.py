@@ -232,8 +232,9 @@ def _probe_jobs(study: Study, probe: str, pretrain: dict[tuple[str, int], Job], 
             continue
         for seed in recipe.seeds:
             source, deps, upstream = _source(recipe, seed, pretrain)
-            if recipe.external and trained:
+            if recipe.external and trained:  # its image size and transform: part of what decides the result
                 source += ["--pretrain-config", str(trained[0].config)]
+                upstream = {"backbone": upstream, "pretrain_config": _pretrain_config(trained[0], {})}
             wd = run_dir(recipe.name, seed) / "probe" / probe
             jobs.append(Job(
                 id=f"probe/{probe}/{recipe.name}/seed{seed}", stage="probe",

@@ -19,7 +19,7 @@ backbone comparison, in the config style of the rest of the suite (Python,
                       protocols=["finetune", "frozen", "linear"],   # trickbench/protocols.py; default finetune
                       ade_linear="configs/segmentation/linear_r50-d8_ade20k-512x512.py")
     reference = "r50d"
-    resources = dict(pretrain=dict(gpus=8, time="3-00:00:00"), detection=dict(gpus=4))
+    resources = dict(pretrain=dict(gpus=8, time="3-00:00:00"), detection=dict(gpus=4), probe=dict(gpus=1))
     slurm = dict(partition="gpu", account=None, qos=None, extra=[])
 
 A recipe option whose value is ``"@NAME"`` is the pretrain run of recipe NAME (the
@@ -438,6 +438,10 @@ def _resolve(v: StudyFile, path: Path) -> Study:
         raise StudyError(f"{path}: slurm.requeue_signal_s must be an integer >= 0 (seconds before the time limit)")
     stages = v.resources or StageResources()
     resources = {s: _resources(slurm, getattr(stages, s), f"resources.{s}", path) for s in STAGES}
+    if resources["probe"].gpus > 1 or resources["probe"].nodes > 1:
+        raise StudyError(f"{path}: resources.probe asks for {resources['probe'].gpus} GPUs on "
+                         f"{resources['probe'].nodes} node(s); a probe (downstream/probe.py) runs in one process on "
+                         f"one device: set gpus=1 (or 0 for the CPU) and nodes=1")
     return Study(name, path.resolve(), seeds, tuple(recipes), data, configs["detection"], configs["segmentation"],
                  downstream_options, v.reference, resources, slurm.requeue_signal_s, finetune_seeds, sweep,
                  float(ds.heldout), ds.choose, protocols, ade_linear)
