@@ -439,9 +439,10 @@ def protocols_section(a: Analysis, table: StudyTable, figures: dict[str, str]) -
             lines.append(f"| `{kind[1]}` | {kind[0]} | {UNITS[metric]} | {sum(hours) / len(hours):.4f} | "
                          f"{len(hours)} |")
     lines.append("")
-    lines.append("Device-hours include a protocol's sweep trials and a probe's feature extraction. `frozen` trains "
-                 "the neck and heads only: the whole backbone is frozen, its BatchNorm statistics and the C4 "
-                 "detector's res5 (its RoI head) included.")
+    lines.append("Device-hours include a protocol's sweep trials and a probe's feature extraction."
+                 + (" `frozen` trains the neck and heads only: the whole backbone is frozen, its BatchNorm statistics "
+                    "and the C4 detector's res5 (its RoI head) included." if any(p == "frozen" for _, p in
+                                                                               table.protocol_hours) else ""))
     for y in ("map", "miou"):
         rows = [g for g in a.agreement if g.finetuned == y]
         if rows:
