@@ -67,6 +67,20 @@ def test_protocols_make_their_jobs_and_leave_finetune_as_it_was(tmp_path):
     assert [(j.id, j.argv, j.fingerprint) for j in again.jobs] == [(j.id, j.argv, j.fingerprint) for j in before.jobs]
 
 
+def test_a_study_without_protocols_plans_what_the_code_before_protocols_planned():
+    """plan.json: the jobs of fixtures/before-issue-21/study.py as the code of 0b49bf8 planned them
+    (ids, commands with the repository as <repo>, folders, dependencies, fingerprints): a study
+    that names no protocol keeps every finished run, and a rerun redoes nothing."""
+    from trickbench.paths import REPO
+
+    folder = REPO / "tests" / "fixtures" / "before-issue-21"
+    plan = plan_mod.build(load_study(folder / "study.py"), "/data/work")
+    now = [dict(id=j.id, argv=[str(a).replace(str(REPO), "<repo>") for a in j.argv],
+                work_dir=str(j.work_dir).replace(str(REPO), "<repo>"), deps=list(j.deps), fingerprint=j.fingerprint)
+           for j in plan.jobs]
+    assert now == json.loads((folder / "plan.json").read_text())
+
+
 @pytest.mark.parametrize("line, message", [
     ('protocols=["finetune", "knm"]', "unknown protocol 'knm' (did you mean knn?)"),
     ('protocols=["ade-linear"]', "protocol ade-linear needs its config: set downstream.ade_linear"),
