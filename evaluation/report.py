@@ -452,7 +452,7 @@ def protocols_section(a: Analysis, table: StudyTable, figures: dict[str, str]) -
     if cols:
         lines += ["", "Recipe means (± sd over pretraining seeds):", "",
                   "| recipe | " + " | ".join(UNITS[m] for m in cols) + " |", "|---|" + "---|" * len(cols)]
-        for recipe in sorted(a.summary):
+        for recipe in sorted(set(a.summary) | set(a.protocol_summary)):
             cells = []
             for m in cols:
                 sm = a.protocol_summary.get(recipe, {}).get(m) or a.summary.get(recipe, {}).get(m)
