@@ -23,7 +23,6 @@ The features are computed once per backbone and cached in ``WORK_DIR/features/``
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ from pretrain.data import image_folder
 from trickbench import protocols, results
 from trickbench.errors import TrickBenchError
 from trickbench.errors import report as report_error
+from trickbench.errors import report_disk_full
 from trickbench.fileio import remove_stale_temps
 from trickbench.mmconfig import read_config
 from trickbench.paths import REPO
@@ -472,11 +472,7 @@ def main(argv=None) -> int:
     except TrickBenchError as e:
         return report_error(e)
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise
-        print(f"error: cannot write {e.filename or 'a file'}: {e.strerror}. Free disk space (or choose another "
-              f"--work-dir), then run again: cached features are kept", file=sys.stderr)
-        return 2
+        return report_disk_full(e, "a file", "run again: cached features are kept")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ momentum step. The tests check the backbone bit for bit after training.
 from __future__ import annotations
 
 import argparse
-import errno
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ from pretrain.checkpoint import CheckpointError, pretrain_result
 from trickbench import protocols
 from trickbench.errors import TrickBenchError
 from trickbench.errors import report as report_error
+from trickbench.errors import report_disk_full
 from trickbench.fileio import atomic_write_bytes, remove_stale_temps
 from trickbench.mmconfig import check_options, read_config
 from trickbench.paths import REPO
@@ -497,8 +496,4 @@ def main(task: str, default_config: str, apply_backbone, check_data, read_metric
     except TrickBenchError as e:
         return report_error(e)
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise
-        print(f"error: cannot write {e.filename or 'a checkpoint'}: {e.strerror}. Free disk space (or choose "
-              f"another --work-dir), then continue with --resume: finished checkpoints are intact", file=sys.stderr)
-        return 2
+        return report_disk_full(e, "a checkpoint", "continue with --resume: finished checkpoints are intact")
