@@ -16,11 +16,11 @@ import random
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 if __name__ == "__main__" and __package__ in (None, ""):
     # Run as a script: drop this folder from the path so its generic module names
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from pretrain import distributed
+from pretrain import distributed, pipeline
 from pretrain.checkpoint import (CheckpointError, Progress, load_classifier, open_work_dir, restore,
                                  save_epoch)
 from pretrain.data import (DatasetError, SeededSamples, image_folder, train_transform, val_transform,
@@ -87,37 +87,99 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 class Loaders(NamedTuple):
     """The data of a run, for this process."""
-    train: DataLoader
+    train: Iterable                # batches of the training set (a DataLoader, or DALI's loader)
     val: DataLoader
-    sampler: DistributedSampler    # of the training set, reshuffled every epoch
+    sampler: Any                   # of the training set, reshuffled every epoch (has set_epoch)
     generator: torch.Generator     # the training loader's, reseeded every epoch
     batch_size_per_process: int
+    to_device: Callable            # a batch -> its (images, labels) on the device, finished
+    val_to_device: Callable
 
 
 def build_loaders(cfg: PretrainConfig, dist: distributed.Dist) -> Loaders:
+    """The training and validation data of ``cfg.data.backend`` for this process; see
+    :mod:`pretrain.pipeline` (``cpu``), :mod:`pretrain.data` (``pil``) and :mod:`pretrain.dali`."""
     data = cfg.data
     if data.batch_size % dist.world_size:
         raise ConfigError(f"data.batch_size={data.batch_size} (global) is not divisible by {dist.world_size} processes")
     per_process = data.batch_size // dist.world_size
-    train = image_folder(data.root, data.train_split, train_transform(data.image_size, data.augment))
-    val = image_folder(data.root, data.val_split, val_transform(data.image_size, data.val_resize), classes=train.classes)
+    reference = data.backend == "pil"
+    train_tf = train_transform(data.image_size, data.augment) if reference else None
+    val_tf = val_transform(data.image_size, data.val_resize) if reference else None
+    train = image_folder(data.root, data.train_split, train_tf)
+    val = image_folder(data.root, data.val_split, val_tf, classes=train.classes)
     if len(train.classes) != cfg.model.num_classes:
         raise ConfigError(f"{Path(data.root) / data.train_split} has {len(train.classes)} classes but "
                           f"model.num_classes={cfg.model.num_classes}; set --cfg-options model.num_classes={len(train.classes)}")
     if len(train) < data.batch_size:
         raise ConfigError(f"data.batch_size={data.batch_size} is larger than the {len(train)} training images "
                           f"under {Path(data.root) / data.train_split}")
-    train = SeededSamples(train, cfg.run.seed)
-    sampler = DistributedSampler(train, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                 seed=cfg.run.seed, drop_last=True)
+    device, memory_format = dist.device, torch.channels_last if cfg.run.channels_last else torch.contiguous_format
     generator = torch.Generator()
-    options = dict(num_workers=data.workers, pin_memory=dist.device.type == "cuda", persistent_workers=False)
-    train_loader = DataLoader(train, batch_size=per_process, sampler=sampler, drop_last=True, generator=generator,
-                              **options)
+    cuda = device.type == "cuda"
+    if reference:
+        train_set = SeededSamples(train, cfg.run.seed)
+        # SeededSamples learns the epoch from set_epoch: its workers must be new each epoch.
+        options = dict(num_workers=data.workers, pin_memory=cuda, persistent_workers=False)
+        sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                     seed=cfg.run.seed, drop_last=True)
+        val_set = val
+        to_device = val_to_device = partial(_float_batch, device=device, memory_format=memory_format)
+    else:
+        train_set = pipeline.Samples(train.samples, _worker_transform(data), cfg.run.seed)
+        # The epoch travels with each index, so the workers live for the whole run.
+        options = dict(num_workers=data.workers, pin_memory=cuda, persistent_workers=data.workers > 0)
+        sampler = pipeline.EpochIndices(DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank,
+                                                           shuffle=True, seed=cfg.run.seed, drop_last=True))
+        val_set = pipeline.Samples(val.samples, pipeline.ReferenceResize(data.val_resize, data.image_size, flip=False))
+        finish = pipeline.OnDevice(device, cfg.run.channels_last)
+        to_device = val_to_device = partial(_uint8_batch, finish=finish, device=device)
+    if data.backend == "dali":
+        from pretrain import dali
+
+        missing = dali.dali_missing()
+        if missing:
+            raise ConfigError(f"data.backend='dali': {missing}")
+        train_loader = dali.DaliTrainLoader(train.samples, sampler, per_process, data.image_size, cfg.run.seed,
+                                            device_id=dist.local_rank, threads=max(data.workers, 1))
+        to_device = partial(_dali_batch, on_device=pipeline.OnDevice(device, cfg.run.channels_last))
+    else:
+        train_loader = DataLoader(train_set, batch_size=per_process, sampler=sampler, drop_last=True,
+                                  generator=generator, **options)
     # Disjoint, unpadded shards: the validation figures are exact for any number of processes.
-    val_shard = Subset(val, list(range(dist.rank, len(val), dist.world_size)))
+    val_shard = Subset(val_set, list(range(dist.rank, len(val_set), dist.world_size)))
     val_loader = DataLoader(val_shard, batch_size=per_process, shuffle=False, **options)
-    return Loaders(train_loader, val_loader, sampler, generator, per_process)
+    return Loaders(train_loader, val_loader, sampler, generator, per_process, to_device, val_to_device)
+
+
+def _worker_transform(data):
+    """What the loader workers of the ``cpu`` backend do to a training image (``augment``)."""
+    if data.augment == "paper":
+        return pipeline.PaperTransform(data.image_size)
+    if data.augment == "flip":   # flip_transform: resize, flip
+        return pipeline.ReferenceResize(data.image_size, None, flip=True)
+    return pipeline.ReferenceResize(data.image_size, data.image_size, flip=False)   # 'none': as validation
+
+
+def _float_batch(batch, *, device: torch.device, memory_format: torch.memory_format):
+    """The reference pipeline's batches: normalised floats already."""
+    images, labels = batch
+    images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+    return images, labels.to(device, non_blocking=True)
+
+
+def _uint8_batch(batch, *, finish: pipeline.OnDevice, device: torch.device):
+    """The ``cpu`` backend's batches: uint8 pixels and lighting offsets, finished on the device."""
+    images, labels, lighting = batch
+    images = finish(images.to(device, non_blocking=True), lighting.to(device, non_blocking=True))
+    return images, labels.to(device, non_blocking=True)
+
+
+def _dali_batch(batch, *, on_device: pipeline.OnDevice):
+    from pretrain import dali
+
+    images, labels, lighting, jitter = batch
+    return dali.finish_batch(images, lighting, jitter, on_device), labels
 
 
 def build_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> tuple[torch.optim.SGD, float, dict[str, int]]:
@@ -126,7 +188,9 @@ def build_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> tuple[torch.
     optim = cfg.optim
     peak_lr = linear_scaled_lr(optim.lr, cfg.data.batch_size, optim.base_batch_size) if optim.linear_scaling else optim.lr
     groups, counts = param_groups(model, optim.weight_decay, optim.no_bias_decay)
-    optimizer = torch.optim.SGD(groups, lr=peak_lr, momentum=optim.momentum, nesterov=optim.nesterov)
+    # Fused: one kernel per step, and it takes the on-device ``found_inf`` that lets a bad step be
+    # skipped without the host reading the loss (engine.NonFiniteGuard; GradScaler uses it too).
+    optimizer = torch.optim.SGD(groups, lr=peak_lr, momentum=optim.momentum, nesterov=optim.nesterov, fused=True)
     return optimizer, peak_lr, counts
 
 
@@ -224,10 +288,15 @@ def setup(cfg: PretrainConfig, work_dir: str | Path, *, resume: bool = False, de
     progress = Progress()
     if resume and (work / "last.pth").exists():
         progress = restore(work, cfg, model, optimizer, scaler, is_main=dist.is_main)
+        for group in optimizer.param_groups:   # a checkpoint from before the fused optimiser says otherwise
+            group.update(fused=True, foreach=None)
     ddp_model = model
     if dist.enabled:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+    if cfg.run.compile:
+        # What trains is compiled; ``model`` keeps its own names, which checkpoints and backbone.pth hold.
+        ddp_model = torch.compile(ddp_model)
 
     run_info = {"name": name, "arch": arch, "tricks": cfg.tricks(), "global_batch_size": cfg.data.batch_size,
                 "batch_size_per_process": loaders.batch_size_per_process, "world_size": dist.world_size,
@@ -280,21 +349,22 @@ def train_and_evaluate(parts: Parts, epoch: int) -> tuple[dict, dict]:
     seed = epoch_seed(cfg.run.seed, epoch, dist.rank)
     seed_everything(seed)
     loaders.sampler.set_epoch(epoch)
-    loaders.train.dataset.set_epoch(epoch)
+    if hasattr(getattr(loaders.train, "dataset", None), "set_epoch"):   # the reference pipeline's SeededSamples
+        loaders.train.dataset.set_epoch(epoch)
     loaders.generator.manual_seed(seed)
     mixup_generator = torch.Generator().manual_seed(seed)
     bar = _progress(loaders.train, epoch, epochs, enabled=dist.is_main)
-    on_step = None
+    on_log = None
     if dist.is_main:
-        on_step = partial(_log_step, bar, parts.name, epoch, epochs, len(loaders.train), cfg.run.log_interval)
+        on_log = partial(_log_step, bar, parts.name, epoch, epochs, len(loaders.train))
     try:
         train_stats = train_one_epoch(
             parts.ddp_model, bar, parts.optimizer, parts.objective, lr_at=parts.schedule,
             first_step=parts.progress.step, device=dist.device, precision=cfg.run.precision, scaler=parts.scaler,
             generator=mixup_generator, use_mixup=epoch < epochs - cfg.loss.mixup_off_epochs,
-            channels_last=cfg.run.channels_last, on_step=on_step)
+            to_device=loaders.to_device, log_interval=cfg.run.log_interval, on_log=on_log)
         val = evaluate(parts.ddp_model, loaders.val, device=dist.device, precision=cfg.run.precision,
-                       channels_last=cfg.run.channels_last)
+                       to_device=loaders.val_to_device)
     except NonFiniteLossError as e:
         good = parts.work / "last.pth" if (parts.work / "last.pth").exists() else None
         raise RunError(
@@ -346,13 +416,13 @@ def _progress(loader, epoch: int, epochs: int, *, enabled: bool):
                 mininterval=1.0, dynamic_ncols=True, leave=False)
 
 
-def _log_step(bar, name: str, epoch: int, epochs: int, steps_per_epoch: int, log_interval: int, stats: dict) -> None:
-    """One iteration's loss, lr and speed: on the progress bar, or every ``log_interval`` iterations
-    as a line of the log."""
+def _log_step(bar, name: str, epoch: int, epochs: int, steps_per_epoch: int, stats: dict) -> None:
+    """Every ``run.log_interval`` iterations (when the loss is read from the device): the interval's
+    mean loss, the lr and the speed, on the progress bar or as a line of the log."""
     if not bar.disable:
         bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.4g}", img_s=f"{stats['images_per_s']:.0f}",
                         refresh=False)
-    elif stats["step"] % log_interval == 0:
+    else:
         print(f"[{name}] epoch {epoch + 1}/{epochs} iter {stats['step'] - epoch * steps_per_epoch}/{steps_per_epoch}: "
               f"loss {stats['loss']:.4f}, lr {stats['lr']:.4g}, {stats['images_per_s']:.0f} img/s", flush=True)
 

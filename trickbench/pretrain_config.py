@@ -31,6 +31,9 @@ class ModelConfig:
     init: str = "kaiming"         # 'kaiming' (GluonCV's script) or 'xavier' (the paper's text, §2.1)
 
 
+BACKENDS = ("cpu", "pil", "dali")
+
+
 @dataclass
 class DataConfig:
     root: str = "data/imagenet"   # holds train/<class>/*.JPEG and val/<class>/*.JPEG
@@ -42,6 +45,9 @@ class DataConfig:
                                   # (resize + crop only)
     batch_size: int = 256         # global batch, over all processes
     workers: int = 8              # data loader workers per process
+    backend: str = "cpu"          # 'cpu' (uint8 in the workers, the rest per batch on the device; pretrain/pipeline.py),
+                                  # 'pil' (the reference: torchvision ImageFolder + PIL on floats, as before issue 22)
+                                  # or 'dali' (NVIDIA DALI decodes the crops on the GPU; pretrain/dali.py)
 
 
 @dataclass
@@ -79,6 +85,7 @@ class RunConfig:
     channels_last: bool = False
     seed: int = 0
     deterministic: bool = False
+    compile: bool = False         # torch.compile the model (timm's --torchcompile); needs a C++ compiler on a CPU
     log_interval: int = 50        # iterations between progress updates in the log
     name: str | None = None       # the backbone id, unique per run; default: from the work dir (see run.py)
     recipe: str | None = None     # shared by the seeds of one recipe; default: from the work dir
@@ -114,6 +121,7 @@ class PretrainConfig:
             (dc.val_resize >= dc.image_size, "data.val_resize must be >= data.image_size (resize, then center crop)"),
             (dc.batch_size >= 1, "data.batch_size must be >= 1"),
             (dc.workers >= 0, "data.workers must be >= 0 (0 loads in the main process)"),
+            (dc.backend in BACKENDS, f"data.backend must be one of {', '.join(BACKENDS)}"),
             (o.lr > 0, "optim.lr must be > 0"),
             (o.base_batch_size >= 1, "optim.base_batch_size must be >= 1"),
             (0 <= o.momentum < 1, "optim.momentum must be in [0, 1)"),
