@@ -19,7 +19,7 @@ from torch import nn
 from trickbench import results
 from trickbench.errors import TrickBenchError
 from trickbench.fileio import append_jsonl, atomic_write_bytes, read_jsonl, remove_stale_temps
-from trickbench.pretrain_config import PretrainConfig
+from trickbench.pretrain_config import PretrainConfig, fingerprint_view
 from trickbench.results import Result
 from trickbench.runtime import atomic_torch_save
 from trickbench.worklock import lock_work_dir
@@ -138,7 +138,8 @@ def restore(work: Path, cfg: PretrainConfig, model: nn.Module, optimizer: torch.
     line, ``best.pth``) is written again from it, and lines after it are dropped."""
     last_path = work / "last.pth"
     ckpt = load(last_path)
-    changed = _config_changes(ckpt["config"], cfg.to_dict())
+    # A checkpoint from before a key existed resumes with that key at its default (ADDED_LATER).
+    changed = _config_changes(fingerprint_view(ckpt["config"]), fingerprint_view(cfg.to_dict()))
     if changed:
         raise CheckpointError(f"{last_path} was written with another config ({', '.join(changed)}); resume with "
                               f"the same config and --cfg-options, or start a new --work-dir")
@@ -173,7 +174,7 @@ def save_epoch(work: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
 # Where the data lives and how it is logged may change between a run and its resume.
 # The run's names (run.name, run.recipe) only label its result: a study's plan sets them
 # explicitly, and a run started before it did resumes under them.
-RESUME_MAY_CHANGE = {"data.root", "data.workers", "run.log_interval", "run.name", "run.recipe"}
+RESUME_MAY_CHANGE = {"data.root", "data.workers", "run.log_interval", "run.name", "run.recipe", "run.compile"}
 
 
 def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:

@@ -130,19 +130,22 @@ def train_one_epoch(
     since = torch.zeros((), dtype=torch.float64, device=device)      # over the log interval
     seen_at_read = 0
 
-    def read() -> float:
-        """Wait for the device once: raise if a step went bad, else the interval's mean loss."""
+    def read(final: bool = False) -> tuple[float, float]:
+        """Wait for the device once: raise if a step went bad, else (the interval's mean loss, the
+        epoch's loss sum over every process; the latter at the ``final`` read only)."""
         nonlocal since, seen_at_read
-        state = torch.cat([guard.state(), since.view(1)])
+        state = torch.cat([guard.state(), since.view(1), loss_sum.view(1)])
         if distributed:
             flags = state[:1].clone()
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)   # every process stops together
             state[0] = flags[0]
-        bad, bad_step, bad_loss, interval_sum = state.tolist()
+            if final:
+                dist.all_reduce(state[4:])                 # the epoch's loss over all processes
+        bad, bad_step, bad_loss, interval_sum, epoch_sum = state.tolist()
         guard.check(bad, bad_step, bad_loss)
         mean = interval_sum / max(seen - seen_at_read, 1)
         since, seen_at_read = torch.zeros_like(since), seen
-        return mean
+        return mean, epoch_sum
 
     for batch in loader:
         images, labels = to_device(batch)
@@ -167,16 +170,13 @@ def train_one_epoch(
         loss_sum += weighted
         since += weighted
         if (step - first_step) % log_interval == 0:
-            mean = read()
+            mean, _ = read()
             if on_log is not None:
                 on_log({"step": step, "loss": mean, "lr": lr, "images_per_s": seen / (time.perf_counter() - start)})
-    read()
+    _, total = read(final=True)
     elapsed = time.perf_counter() - start
-    stats = torch.stack([loss_sum, torch.tensor(float(seen), dtype=torch.float64, device=device)])
-    if distributed:
-        dist.all_reduce(stats)
-    total, count = stats.tolist()
-    return {"train_loss": total / max(count, 1.0), "next_step": step,
+    count = seen * (dist.get_world_size() if distributed else 1)   # every process sees a full share (drop_last)
+    return {"train_loss": total / max(count, 1), "next_step": step,
             "images_per_s": count / max(elapsed, 1e-9), "epoch_time_s": elapsed}
 
 

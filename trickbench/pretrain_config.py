@@ -18,7 +18,7 @@ from .mmconfig import ConfigFileError, read_config
 from .tricks import tricks_of
 from .typed import ConfigError, build
 
-__all__ = ["ConfigError", "PretrainConfig", "from_dict", "load_config"]
+__all__ = ["ConfigError", "PretrainConfig", "fingerprint_view", "from_dict", "load_config"]
 
 
 @dataclass
@@ -142,6 +142,22 @@ class PretrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+
+
+# Keys added after studies had been planned with fingerprints, and the value each one takes by
+# default. A fingerprint holds what the config decides, not the suite's code (a new version of the
+# suite or of torch re-runs nothing), so such a key at its default is left out of it: a study planned
+# before the key existed keeps its finished jobs. Set to anything else, it is part of the fingerprint.
+ADDED_LATER = {("data", "backend"): "cpu", ("run", "compile"): False}
+
+
+def fingerprint_view(values: dict) -> dict:
+    """The resolved config dict as a study fingerprint hashes it (see ``ADDED_LATER``)."""
+    out = {section: dict(keys) if isinstance(keys, dict) else keys for section, keys in values.items()}
+    for (section, key), default in ADDED_LATER.items():
+        if out.get(section, {}).get(key, default) == default:
+            out.get(section, {}).pop(key, None)
+    return out
 
 
 def from_dict(values: dict) -> PretrainConfig:

@@ -38,7 +38,7 @@ from typing import Any
 from trickbench import results
 from trickbench.fileio import read_jsonl
 from trickbench.mmconfig import ConfigFileError, check_options, read_config
-from trickbench.pretrain_config import ConfigError, load_config
+from trickbench.pretrain_config import ConfigError, fingerprint_view, load_config
 from trickbench.tricks import TRICKS, factors, tricks_of, variant_of
 
 from .spec import Recipe, Resources, Study, StudyError
@@ -167,7 +167,7 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
                 argv=("pretrain/run.py", "--config", str(recipe.config), "--work-dir", str(wd), "--resume",
                       "--cfg-options", *option_args(named, f"recipe {recipe.name}")),
                 work_dir=wd, deps=tuple(deps), resources=study.resources["pretrain"],
-                fingerprint=_hash({"stage": "pretrain", "config": resolved,
+                fingerprint=_hash({"stage": "pretrain", "config": fingerprint_view(resolved),
                                    "teachers": [t.fingerprint for t in pretrain.values() if t.id in deps]}),
                 recipe=recipe.name, seed=seed)
             pretrain[(recipe.name, seed)] = job
