@@ -72,14 +72,18 @@ def dct_factor(region: tuple[float, float], out: tuple[int, int]) -> int:
     return factor
 
 
-def decode(path: str, data: bytes, header: Header, factor: int = 1) -> np.ndarray:
-    """The image as RGB pixels, a writable uint8 (H, W, 3) array, scaled down by at most
-    1/``factor`` in the DCT domain (a JPEG only; libjpeg rounds the scaled size up). Raises
-    :class:`DecodeError` naming ``path``."""
+def decode(path: str, data: bytes, header: Header, factor: int = 1, channels: int = 3) -> np.ndarray:
+    """The image as RGB pixels, a writable uint8 (H, W, ``channels``) array, scaled down by at
+    most 1/``factor`` in the DCT domain (a JPEG only; libjpeg rounds the scaled size up). With
+    ``channels=4`` each pixel is RGBX (X = 255), the layout that libjpeg-turbo writes as fast as
+    RGB and that PIL and torch's resize work in. Raises :class:`DecodeError` naming ``path``."""
+    if channels not in (3, 4):
+        raise ValueError(f"channels must be 3 (RGB) or 4 (RGBX), not {channels}")
     if header.turbo:
         try:
             # min_width/min_height pick the largest scaling whose output is at least this large.
-            array = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=math.ceil(header.width / factor),
+            array = simplejpeg.decode_jpeg(data, colorspace="RGB" if channels == 3 else "RGBX",
+                                           min_width=math.ceil(header.width / factor),
                                            min_height=math.ceil(header.height / factor))
             return array
         except ValueError:
@@ -88,7 +92,8 @@ def decode(path: str, data: bytes, header: Header, factor: int = 1) -> np.ndarra
         img = Image.open(_bytes_io(data))
         if factor > 1 and img.format == "JPEG":
             img.draft("RGB", (math.ceil(header.width / factor), math.ceil(header.height / factor)))
-        return np.array(img.convert("RGB"))
+        img = img.convert("RGB")
+        return np.array(img if channels == 3 else img.convert("RGBX"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise unreadable(path, e) from e
 

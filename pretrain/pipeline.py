@@ -29,13 +29,15 @@ reference's PIL resize, so the batches are the reference's to the bit.
 from __future__ import annotations
 
 import math
+import operator
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageStat
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision import transforms
 
@@ -46,12 +48,11 @@ SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)   # §2.1's RandomResizedCrop
 JITTER = 0.4                                   # §2.1: brightness, contrast, saturation in [0.6, 1.4]
 LIGHTING_STD = 0.1
 
-_GRADIENT = Image.frombytes("RGB", (256, 1), bytes(v for v in range(256) for _ in range(3)))
-
-
-def _size_only(height: int, width: int) -> torch.Tensor:
-    """A tensor that torchvision's ``get_params`` reads the size of, without pixels behind it."""
-    return torch.empty(()).expand(3, height, width)
+_LOG_RATIO = tuple(torch.log(torch.tensor(list(RATIO))).tolist())   # as get_params computes it, float32
+_JITTER = transforms.ColorJitter(JITTER, JITTER, JITTER)
+_BRIGHTNESS, _CONTRAST, _SATURATION = (tuple(r) for r in (_JITTER.brightness, _JITTER.contrast, _JITTER.saturation))
+_EIGVAL, _EIGVEC = torch.tensor(PCA_EIGVAL), torch.tensor(PCA_EIGVEC)
+_ONE = torch.empty(1)   # the one-element tensor every uniform draw fills, as ``torch.empty(1).uniform_`` would
 
 
 @dataclass
@@ -64,38 +65,83 @@ class Draws:
     lighting: torch.Tensor                  # the RGB offset eigvec @ (alpha * eigval), alpha ~ N(0, 0.1)
 
 
-_JITTER = transforms.ColorJitter(JITTER, JITTER, JITTER)
-_EIGVAL, _EIGVEC = torch.tensor(PCA_EIGVAL), torch.tensor(PCA_EIGVEC)
-
-
 def draw(width: int, height: int) -> Draws:
     """The draws of the reference transform (:func:`pretrain.data.train_transform`, ``"paper"``)
-    on an image of this size, from torch's global generator, with the reference's own functions
-    and in its order: crop, flip, jitter, lighting."""
-    top, left, h, w = transforms.RandomResizedCrop.get_params(_size_only(height, width), list(SCALE), list(RATIO))
+    on an image of this size, from torch's global generator, in its order: crop, flip, jitter,
+    lighting. The crop and the jitter are torchvision's ``RandomResizedCrop.get_params`` and
+    ``ColorJitter.get_params`` call for call (the same generator calls on the same shapes and
+    dtypes, the same arithmetic), without the tensors they build around them each time: the
+    same values (``tests/test_pipeline.py`` checks them against torchvision's)."""
+    box = _crop_params(width, height)
     flip = bool(torch.rand(1) < 0.5)
-    order, b, c, s, _ = _JITTER.get_params(_JITTER.brightness, _JITTER.contrast, _JITTER.saturation, _JITTER.hue)
+    order = torch.randperm(4).tolist()
+    factors = (_ONE.uniform_(*_BRIGHTNESS).item(), _ONE.uniform_(*_CONTRAST).item(), _ONE.uniform_(*_SATURATION).item())
     alpha = torch.randn(3) * LIGHTING_STD
-    return Draws((top, left, h, w), flip, [int(i) for i in order], (b, c, s), _EIGVEC @ (alpha * _EIGVAL))
+    return Draws(box, flip, order, factors, _EIGVEC @ (alpha * _EIGVAL))
+
+
+def _crop_params(width: int, height: int) -> tuple[int, int, int, int]:
+    """``transforms.RandomResizedCrop.get_params(img, SCALE, RATIO)`` on a ``width`` x ``height`` image."""
+    area = height * width
+    for _ in range(10):
+        target_area = area * _ONE.uniform_(SCALE[0], SCALE[1]).item()
+        aspect_ratio = _ONE.uniform_(_LOG_RATIO[0], _LOG_RATIO[1]).exp_().item()
+        w = int(round(math.sqrt(target_area * aspect_ratio)))
+        h = int(round(math.sqrt(target_area / aspect_ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            i = torch.randint(0, height - h + 1, size=(1,)).item()
+            j = torch.randint(0, width - w + 1, size=(1,)).item()
+            return i, j, h, w
+    in_ratio = float(width) / float(height)   # fallback to a central crop
+    if in_ratio < min(RATIO):
+        w = width
+        h = int(round(w / min(RATIO)))
+    elif in_ratio > max(RATIO):
+        h = height
+        w = int(round(h * max(RATIO)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
 
 
 def jitter(img: Image.Image, order: Sequence[int], factors: Sequence[float]) -> Image.Image:
-    """torchvision's ``ColorJitter`` on a PIL image with these draws: the same bytes, faster."""
-    for op in order:
+    """torchvision's ``ColorJitter`` on an RGB PIL image with these draws: the same bytes, faster.
+    Brightness and contrast are ``ImageEnhance``'s blends as lookup tables (one pass instead of
+    three; a contrast just before a brightness is one table), saturation is ``ImageEnhance.Color``
+    without its bookkeeping."""
+    ops = [op for op in order if op != 3]
+    k = 0
+    while k < len(ops):
+        op = ops[k]
         if op == 0:
-            img = img.point(_blend_lut(0, factors[0]))
+            img = _point(img, _blend_lut(0, factors[0]))
         elif op == 1:
-            mean = int(ImageStat.Stat(img.convert("L")).mean[0] + 0.5)   # as ImageEnhance.Contrast
-            img = img.point(_blend_lut(mean, factors[1]))
-        elif op == 2:   # ImageEnhance.Color, without its bookkeeping
-            img = Image.blend(img.convert("L").convert("RGB"), img, factors[2])
+            gray = img.im.convert("L")
+            lut = _blend_lut(int(sum(map(operator.mul, gray.histogram(), _LEVELS)) / (img.width * img.height) + 0.5),
+                             factors[1])
+            if k + 1 < len(ops) and ops[k + 1] == 0:   # then brightness: one table for both
+                lut = lut.translate(_blend_lut(0, factors[0]))
+                k += 1
+            img = _point(img, lut)
+        else:   # ImageEnhance.Color: blend with the grayscale image
+            img = img._new(Image.core.blend(img.im.convert("L").convert("RGB"), img.im, factors[2]))
+        k += 1
     return img
 
 
-def _blend_lut(level: int, factor: float) -> list[int]:
-    """``Image.blend(constant level, img, factor)`` as a lookup table: blend is per pixel and
-    per band, so applying it to the 256 values gives every output it can produce."""
-    return list(Image.blend(Image.new("RGB", (256, 1), (level,) * 3), _GRADIENT, factor).tobytes()[0::3]) * 3
+_LEVELS = range(256)
+_RAMP = Image.frombytes("L", (256, 1), bytes(_LEVELS))
+
+
+def _blend_lut(level: int, factor: float) -> bytes:
+    """``Image.blend(constant level, img, factor)`` as a 256-entry lookup table: blend is per
+    pixel and per band, so applying it to the 256 values gives every output it can produce."""
+    return Image.blend(Image.new("L", (256, 1), level), _RAMP, factor).tobytes()
+
+
+def _point(img: Image.Image, lut: bytes) -> Image.Image:
+    """``img.point(lut * bands)`` without Pillow's per-call conversion of the table."""
+    return img._new(img.im.point(lut * 3, None))
 
 
 class DecodeCounts:
@@ -111,11 +157,17 @@ COUNTS = DecodeCounts()
 
 
 def resized_crop_u8(img: np.ndarray, box_full: tuple[int, int, int, int], full: tuple[int, int],
-                    size: int) -> torch.Tensor:
+                    size: int, flip: bool = False) -> torch.Tensor:
     """The crop ``box_full`` (top, left, height, width in pixels of the ``full`` (width, height)
-    image) of ``img`` (the image as decoded, perhaps DCT-scaled), resized to ``size`` x ``size``:
-    uint8 (H, W, 3). Scaled images are cropped at the box's exact place in their own pixels."""
-    pixels = torch.from_numpy(img)                      # H, W, 3 uint8, no copy
+    image) of ``img`` (the image as decoded, perhaps DCT-scaled; (H, W, C) uint8), resized to
+    ``size`` x ``size`` and, with ``flip``, mirrored left to right: uint8 (size, size, C).
+    Scaled images are cropped at the box's exact place in their own pixels.
+
+    With C = 4 (RGBX) torch's antialiased uint8 kernel reads and writes the pixels as they are
+    (with 3 it unpacks them to 4 and packs them back). The crop is copied once, into the
+    channels_last layout the kernel reads; a flip is that copy's order (the kernel's weights are
+    mirror-symmetric: resizing the mirrored crop gives the mirrored output, bit for bit)."""
+    pixels = torch.from_numpy(img)                      # H, W, C uint8, no copy
     height, width = img.shape[:2]
     sx, sy = width / full[0], height / full[1]
     top, left, h, w = box_full
@@ -125,15 +177,43 @@ def resized_crop_u8(img: np.ndarray, box_full: tuple[int, int, int, int], full: 
         t0, l0 = round(top * sy), round(left * sx)
         t1, l1 = min(height, round((top + h) * sy)), min(width, round((left + w) * sx))
         region = pixels[t0:t1, l0:l1]
-    # (1, 3, h, w) in channels_last memory, the layout torch's fast uint8 antialiased kernel reads.
-    x = region.permute(2, 0, 1).unsqueeze(0).contiguous(memory_format=torch.channels_last)
+    region = region.flip(1) if flip else region.contiguous()
+    x = region.permute(2, 0, 1).unsqueeze(0)            # (1, C, h, w) in channels_last memory
     out = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out[0].permute(1, 2, 0).contiguous()
 
 
+_EMPTY_RGB = Image.new("RGB", (0, 0))
+
+
+def rgb_view(pixels: torch.Tensor) -> Image.Image:
+    """A PIL ``RGB`` image on the memory of ``pixels`` (uint8 (H, W, 4), contiguous), no copy:
+    PIL keeps RGB as 4 bytes a pixel, the fourth unused. Read-only for PIL (its operations make
+    new images); ``pixels`` must outlive it."""
+    height, width = pixels.shape[:2]
+    img = _EMPTY_RGB._new(Image.core.map_buffer(pixels.numpy(), (width, height), "raw", 0, ("RGB", 0, 1)))
+    img.readonly = 1
+    return img
+
+
+def rgb_tensor(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as a uint8 (H, W, 3) tensor: one pass packing PIL's 4 bytes a pixel into
+    3, one copy into the tensor (``np.array(img)`` makes one more)."""
+    width, height = img.size
+    encoder = Image._getencoder("RGB", "raw", ("RGB", 0, 1))
+    try:
+        encoder.setimage(img.im, (0, 0, width, height))
+        _, status, data = encoder.encode(width * height * 3)   # the whole image in one block
+    finally:
+        encoder.cleanup()
+    if status != 1:
+        raise RuntimeError(f"packing a {width} x {height} image failed ({status})")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(height, width, 3)
+
+
 class PaperTransform:
     """§2.1 for a training image file: (uint8 (S, S, 3) after crop, flip and jitter; the lighting
-    offset (3,)). Draws from torch's global generator (seeded per sample by :class:`SeededSamples`)."""
+    offset (3,)). Draws from torch's global generator (seeded per sample by :class:`Samples`)."""
 
     def __init__(self, image_size: int):
         self.size = image_size
@@ -143,15 +223,12 @@ class PaperTransform:
         header = dec.read_header(path, data)
         d = draw(header.width, header.height)
         factor = dec.dct_factor((d.box[3], d.box[2]), (self.size, self.size))
-        img = dec.decode(path, data, header, factor)
+        img = dec.decode(path, data, header, factor, channels=4)
         COUNTS.images += 1
         COUNTS.scaled += img.shape[1] < header.width
         COUNTS.fallback += not header.turbo
-        pixels = resized_crop_u8(img, d.box, (header.width, header.height), self.size)
-        if d.flip:
-            pixels = pixels.flip(1)
-        out = jitter(Image.fromarray(pixels.numpy(), "RGB"), d.order, d.factors)
-        return torch.from_numpy(np.array(out, dtype=np.uint8)), d.lighting
+        pixels = resized_crop_u8(img, d.box, (header.width, header.height), self.size, d.flip)
+        return rgb_tensor(jitter(rgb_view(pixels), d.order, d.factors)), d.lighting
 
 
 class ReferenceResize:
@@ -237,19 +314,66 @@ class OnDevice:
     """The per-batch end of the pipeline, on the training device: ``uint8`` (N, H, W, 3) to the
     normalised float batch, with the reference's operations in its order (``ToTensor``'s
     division, the PCA lighting offset, ``Normalize``), so each pixel gets the same float value.
-    The result is in ``channels_last`` memory when asked, else contiguous."""
+    The result is in ``channels_last`` memory when asked, else contiguous.
+
+    On a CPU (the benchmark's stand-in for the GPU, or a CPU run) two things the GPU does not
+    need: the operations run image by image, so the five passes over each image's floats stay in
+    the cache; and the float batch goes into the memory of an earlier batch that nothing holds
+    any more, as the CUDA caching allocator does on a GPU. A fresh 38 MB batch (64 x 224 x 224
+    x 3 floats) costs about 9,400 page faults, 0.2 ms per image, as much as the arithmetic."""
 
     def __init__(self, device: torch.device, channels_last: bool = False):
         self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
         self.format = torch.channels_last if channels_last else torch.contiguous_format
+        self._spare: list[torch.Tensor] = []     # CPU: the last batches returned, for reuse once free
 
     def __call__(self, images: torch.Tensor, lighting: torch.Tensor) -> torch.Tensor:
         n, h, w, _ = images.shape
-        # One pass from uint8 (N, H, W, 3) into the float layout asked for, then in place: on a CPU
+        # From uint8 (N, H, W, 3) straight into the float layout asked for, then in place: on a CPU
         # this is 3x faster than converting the channels_last view and copying it afterwards.
-        x = torch.empty((n, 3, h, w), device=images.device, memory_format=self.format)
-        x.copy_(images.permute(0, 3, 1, 2)).div_(255)
-        if lighting.numel():
-            x.add_(lighting.view(-1, 3, 1, 1))
-        return x.sub_(self.mean).div_(self.std)
+        x = self._output((n, 3, h, w), images.device)
+        src, offset = images.permute(0, 3, 1, 2), lighting.view(-1, 3, 1, 1) if lighting.numel() else None
+        if x.device.type != "cpu":
+            x.copy_(src).div_(255)
+            if offset is not None:
+                x.add_(offset)
+            return x.sub_(self.mean).div_(self.std)
+        mean, std = self.mean[0], self.std[0]
+        for i in range(n):
+            xi = x[i].copy_(src[i]).div_(255)
+            if offset is not None:
+                xi.add_(offset[i])
+            xi.sub_(mean).div_(std)
+        return x
+
+    def _output(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        if device.type != "cpu":
+            return torch.empty(shape, device=device, memory_format=self.format)
+        for k in range(len(self._spare)):
+            if self._spare[k].shape == shape and _unused(self._spare, k):
+                return self._spare[k]
+        x = torch.empty(shape, memory_format=self.format)
+        self._spare = [b for b in self._spare if b.shape == shape][-1:] + [x]
+        return x
+
+
+def _owners(tensors: list[torch.Tensor], k: int) -> tuple[int, ...]:
+    """Who holds the ``k``-th of ``tensors``: Python references to it, C++ references to its
+    tensor (views, autograd's saved tensors, DLPack) and to its storage, Python references to the
+    storage."""
+    refs = sys.getrefcount(tensors[k])
+    storage = tensors[k].untyped_storage()
+    return refs, tensors[k]._use_count(), torch._C._storage_Use_Count(storage._cdata), sys.getrefcount(storage)
+
+
+def _unused(tensors: list[torch.Tensor], k: int) -> bool:
+    """Whether nothing but the list ``tensors`` holds its ``k``-th tensor: the owners of a tensor
+    that only a list holds (measured once, on this Python and this torch)."""
+    return _FREE is not None and _owners(tensors, k) == _FREE
+
+
+try:
+    _FREE: tuple[int, ...] | None = _owners([torch.empty(1)], 0)
+except AttributeError:   # a torch without these counts: never reuse
+    _FREE = None
