@@ -112,40 +112,40 @@ def jitter(img: Image.Image, order: Sequence[int], factors: Sequence[float]) -> 
     """torchvision's ``ColorJitter`` on an RGB PIL image with these draws: the same bytes, faster.
     Brightness and contrast are ``ImageEnhance``'s blends as lookup tables (one pass instead of
     three; a contrast just before a brightness is one table), saturation is ``ImageEnhance.Color``
-    without its bookkeeping."""
+    without its bookkeeping; all on PIL's image cores, without an ``Image`` around each step."""
+    im = img.im
     ops = [op for op in order if op != 3]
     k = 0
     while k < len(ops):
         op = ops[k]
         if op == 0:
-            img = _point(img, _blend_lut(0, factors[0]))
-        elif op == 1:
-            gray = img.im.convert("L")
-            lut = _blend_lut(int(sum(map(operator.mul, gray.histogram(), _LEVELS)) / (img.width * img.height) + 0.5),
-                             factors[1])
+            im = im.point(_blend_lut(0, factors[0]), None)
+        elif op == 1:   # ImageEnhance.Contrast: blend with the rounded mean of the grayscale image
+            total = sum(map(operator.mul, im.convert("L").histogram(), _LEVELS))
+            lut = _blend_lut(int(total / (im.size[0] * im.size[1]) + 0.5), factors[1])
             if k + 1 < len(ops) and ops[k + 1] == 0:   # then brightness: one table for both
-                lut = lut.translate(_blend_lut(0, factors[0]))
+                lut = lut.point(_blend_lut(0, factors[0], 1), None)
                 k += 1
-            img = _point(img, lut)
+            im = im.point(lut, None)
         else:   # ImageEnhance.Color: blend with the grayscale image
-            img = img._new(Image.core.blend(img.im.convert("L").convert("RGB"), img.im, factors[2]))
+            im = Image.core.blend(im.convert("L").convert("RGB"), im, factors[2])
         k += 1
-    return img
+    return img._new(im) if im is not img.im else img
 
 
 _LEVELS = range(256)
-_RAMP = Image.frombytes("L", (256, 1), bytes(_LEVELS))
+_RAMPS = {n: Image.frombytes("L", (256 * n, 1), bytes(_LEVELS) * n).im for n in (1, 3)}
+_LEVEL_ROWS: dict[tuple[int, int], object] = {}
 
 
-def _blend_lut(level: int, factor: float) -> bytes:
-    """``Image.blend(constant level, img, factor)`` as a 256-entry lookup table: blend is per
-    pixel and per band, so applying it to the 256 values gives every output it can produce."""
-    return Image.blend(Image.new("L", (256, 1), level), _RAMP, factor).tobytes()
-
-
-def _point(img: Image.Image, lut: bytes) -> Image.Image:
-    """``img.point(lut * bands)`` without Pillow's per-call conversion of the table."""
-    return img._new(img.im.point(lut * 3, None))
+def _blend_lut(level: int, factor: float, bands: int = 3):
+    """``Image.blend(constant level, img, factor)`` as a lookup table for ``Image.point`` (an L
+    image core of the 256 entries once per band): blend is per pixel and per band, so applying
+    it to the 256 values gives every output it can produce."""
+    row = _LEVEL_ROWS.get((level, bands))
+    if row is None:
+        row = _LEVEL_ROWS[level, bands] = Image.core.fill("L", (256 * bands, 1), level)
+    return Image.core.blend(row, _RAMPS[bands], factor)
 
 
 class DecodeCounts:
