@@ -187,10 +187,15 @@ def resized_crop_u8(img: np.ndarray, box_full: tuple[int, int, int, int], full: 
     # writes the output so, and the permute back to (H, W, C) becomes a transposing copy (2.5x the
     # resize's own time).
     x = region.unsqueeze(0).permute(0, 3, 1, 2)
-    out = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    # F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    # is this call after 20 us of argument checks.
+    out = _resize_aa(x, (size, size), False, None, None)
     return out[0].permute(1, 2, 0).contiguous()         # no copy: the output is channels_last
 
 
+_resize_aa = getattr(torch._C._nn, "_upsample_bilinear2d_aa", None) or (
+    lambda x, size, align_corners, *_: F.interpolate(x, size=size, mode="bilinear", antialias=True,
+                                                     align_corners=align_corners))
 _EMPTY_RGB = Image.new("RGB", (0, 0))
 
 
@@ -208,7 +213,7 @@ def rgb_tensor(img: Image.Image) -> torch.Tensor:
     """An RGB PIL image as a uint8 (H, W, 3) tensor: one pass packing PIL's 4 bytes a pixel into
     3, one copy into the tensor (``np.array(img)`` makes one more)."""
     width, height = img.size
-    encoder = Image._getencoder("RGB", "raw", ("RGB", 0, 1))
+    encoder = Image.core.raw_encoder("RGB", "RGB", 0, 1)      # Image._getencoder("RGB", "raw", ("RGB", 0, 1))
     try:
         encoder.setimage(img.im, (0, 0, width, height))
         _, status, data = encoder.encode(width * height * 3)   # the whole image in one block
