@@ -353,10 +353,11 @@ class OnDevice:
                 x.add_(offset)
             return x.sub_(self.mean).div_(self.std)
         mean, std = self.mean[0], self.std[0]
-        for i in range(n):
-            xi = x[i].copy_(src[i]).div_(255)
-            if offset is not None:
-                xi.add_(offset[i])
+        offsets = offset.unbind(0) if offset is not None else (None,) * n
+        for xi, si, oi in zip(x.unbind(0), src.unbind(0), offsets):
+            xi.copy_(si).div_(255)
+            if oi is not None:
+                xi.add_(oi)
             xi.sub_(mean).div_(std)
         return x
 
