@@ -1,27 +1,32 @@
 """The input pipeline of pretraining (``data.backend="cpu"``, the default): the paper's §2.1
 augmentation with every random draw of the reference pipeline (:mod:`pretrain.data`,
-``data.backend="pil"``), at about twice its images per CPU core.
+``data.backend="pil"``), at about 1.9 times its images per CPU core.
 
-What a loader worker does per image, and why (measured on one core, ``benchmarks/input_pipeline.py``):
+What a loader worker does per image, and what it costs (one core, ``benchmarks/input_pipeline.py``'s
+ImageNet-like JPEGs, marginal costs in the worker's loop; the reference takes 4.7 ms in all):
 
-* reads the bytes and the JPEG header, then draws the crop box, the flip, the jitter and the
-  lighting from the sample's own seed **in the reference pipeline's order and with its
-  functions** (torchvision's ``RandomResizedCrop.get_params``, ``ColorJitter.get_params``),
-  so the draws are the same;
-* decodes with libjpeg-turbo (:mod:`pretrain.decode`), scaled in the DCT domain when the crop
-  is at least twice the output on both sides;
-* crops and resizes on the ``uint8`` pixels with torch's antialiased bilinear kernel (a view of
-  the crop, no copy; about 4x PIL's resize), then flips;
-* applies the colour jitter with PIL's own operations, in the drawn order: brightness and
-  contrast as 256-entry lookup tables built from ``Image.blend`` (the same bytes as
-  ``ImageEnhance``, one pass instead of three), saturation through ``ImageEnhance.Color``;
-* hands over ``uint8`` pixels (4x less to copy and to move to the GPU than floats) and the
-  lighting offset.
+* reads the bytes and the JPEG header (0.07 ms), then draws the crop box, the flip, the jitter
+  and the lighting from the sample's own seed **in the reference pipeline's order and with its
+  generator calls** (torchvision's ``RandomResizedCrop.get_params``, ``ColorJitter.get_params``,
+  :class:`~pretrain.data.Lighting`), so the draws are the same (0.1 ms);
+* decodes with libjpeg-turbo to RGBX (:mod:`pretrain.decode`; 1.0-1.1 ms, the floor: entropy
+  decoding is most of it), scaled in the DCT domain when the crop is at least twice the output
+  on both sides;
+* crops (one copy, mirrored if flipped) and resizes on the ``uint8`` pixels with torch's
+  antialiased bilinear kernel in channels_last memory (0.25 ms; about 4x PIL's resize);
+* applies the colour jitter with PIL's own operations on a PIL view of those pixels (no copy),
+  in the drawn order: brightness and contrast as 256-entry lookup tables built from
+  ``Image.blend`` (the same bytes as ``ImageEnhance``, one pass instead of three), saturation
+  as ``ImageEnhance.Color`` (0.3 ms);
+* packs the result into a ``uint8`` (H, W, 3) tensor in one pass (0.05 ms) and hands it over
+  with the lighting offset: 4x less than floats for the loader to copy into shared memory
+  (0.12 ms a image for ``uint8``) and to move to the GPU.
 
 The float conversion, the PCA lighting and the normalisation run per batch on the training
-device (:class:`OnDevice`) with the reference's operations in its order. Colour jitter stays
-in the worker: on ``uint8`` PIL does it in 0.2-0.5 ms, where float tensor operations on a CPU
-take ten times as long, and the two only agree to within PIL's rounding anyway.
+device (:class:`OnDevice`; 0.24 ms an image when that device is a CPU) with the reference's
+operations in its order. Colour jitter stays in the worker: on ``uint8`` PIL does it in 0.3 ms,
+where float tensor operations on a CPU take ten times as long, and the two only agree to within
+PIL's rounding anyway.
 
 With ``augment="flip"`` or ``"none"`` (small images such as Fashion-MNIST) the worker keeps the
 reference's PIL resize, so the batches are the reference's to the bit.
