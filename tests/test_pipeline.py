@@ -132,14 +132,21 @@ class _Loaded(torch.utils.data.Dataset):
 def test_batches_match_the_reference_within_the_resize_kernels_difference(files):
     """Same draws, so the batches differ only where the two implementations do: torch's uint8
     antialiased bilinear resize against PIL's, and float rounding; the colour jitter is PIL's in
-    both. Measured on these images (none large enough for DCT scaling): mean |difference| 1e-4,
-    at most 4 levels of 255 (0.07 in the normalised image, where one level is 0.017)."""
-    small = [p for p in files if "img6" not in p and "img7" not in p]     # the 1600 x 1200 ones
+    both. Measured on these images (none large enough for DCT scaling: shorter sides under 448):
+    mean |difference| 1e-4 on most images, up to 0.005 on small crops that are enlarged, at most
+    6 levels of 255 (0.105 in the normalised image, where one level is 0.017); over 2,000
+    ImageNet-like crops, 0.65% of values are more than a level off."""
+    small = []
+    for path in files:
+        with Image.open(path) as img:
+            if min(img.size) < 448:
+                small.append(path)
+    assert len(small) >= 10
     for seed, epoch in ((11, 0), (11, 3), (12, 1)):
         a, b = _batches(small, 224, seed=seed, epoch=epoch)
         assert a.shape == b.shape == (len(small), 3, 224, 224)
         diff = (a - b).abs()
-        assert diff.mean() < 1e-3 and diff.max() < 0.09, (diff.mean(), diff.max())
+        assert diff.mean() < 3e-3 and diff.max() < 0.125, (diff.mean(), diff.max())
     # not a vacuous match: another seed's draws are far away
     assert (_batches(small, 224, seed=13, epoch=0)[1] - b).abs().mean() > 0.2
 
@@ -333,3 +340,32 @@ def test_compile_trains_like_eager_and_saves_the_uncompiled_names(synthetic, tmp
                         generator=torch.Generator(), use_mixup=False, log_interval=1, on_log=logs.append)
         losses.append([log["loss"] for log in logs])
     assert np.allclose(losses[0], losses[1], rtol=1e-3), losses
+
+
+def test_draw_and_jitter_are_torchvisions_for_many_seeds_and_odd_sizes():
+    """``draw`` re-makes torchvision's generator calls without their tensor bookkeeping, and
+    ``jitter`` re-makes ``ImageEnhance`` on PIL's image cores: both are checked here against
+    torchvision itself over many seeds, including images so narrow that ``RandomResizedCrop``
+    falls back to its center crop, and every order of the three colour operations."""
+    rng = np.random.default_rng(5)
+    cj = transforms.ColorJitter(0.4, 0.4, 0.4)
+    for seed in range(600):
+        width, height = (int(rng.integers(20, 900)), int(rng.integers(20, 900))) if seed % 5 else (900, 40)
+        torch.manual_seed(seed)
+        box = transforms.RandomResizedCrop.get_params(torch.empty(3, height, width), [0.08, 1.0], [3 / 4, 4 / 3])
+        flip = bool(torch.rand(1) < 0.5)
+        order, b, c, s, _ = cj.get_params(cj.brightness, cj.contrast, cj.saturation, cj.hue)
+        lighting = torch.randn(3) * 0.1
+        after = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        got = pipeline.draw(width, height)
+        assert (got.box, got.flip, got.order, got.factors) == (tuple(box), flip, order.tolist(), (b, c, s))
+        assert torch.allclose(got.lighting, pipeline._EIGVEC @ (lighting * pipeline._EIGVAL))
+        assert torch.equal(torch.random.get_rng_state(), after)     # the stream goes on as torchvision leaves it
+    for seed in range(150):
+        img = Image.fromarray(photo(rng, 40, 56))
+        torch.manual_seed(seed)
+        order, b, c, s, _ = cj.get_params(cj.brightness, cj.contrast, cj.saturation, cj.hue)
+        torch.manual_seed(seed)
+        want = cj(img)
+        assert np.array_equal(np.asarray(pipeline.jitter(img, order.tolist(), (b, c, s))), np.asarray(want))

@@ -206,11 +206,14 @@ def test_config_changes_name_every_key_but_those_a_resume_may_change():
     same = PretrainConfig()
     same.data.root, same.data.workers, same.run.log_interval = "elsewhere", 0, 1
     same.run.name, same.run.recipe = "r18-seed0", "r18"  # a study names its runs; one started before resumes
+    same.run.compile = True                              # compiled or not, the same computation
     assert _config_changes(saved, same.to_dict()) == []
-    assert RESUME_MAY_CHANGE == {"data.root", "data.workers", "run.log_interval", "run.name", "run.recipe"}
+    assert RESUME_MAY_CHANGE == {"data.root", "data.workers", "run.log_interval", "run.name", "run.recipe",
+                                 "run.compile"}
     other = PretrainConfig()
-    other.optim.lr, other.loss.mixup_alpha = 0.5, 0.2
-    assert _config_changes(saved, other.to_dict()) == ["loss.mixup_alpha: 0.0 -> 0.2", "optim.lr: 0.1 -> 0.5"]
+    other.optim.lr, other.loss.mixup_alpha, other.data.backend = 0.5, 0.2, "pil"
+    assert _config_changes(saved, other.to_dict()) == ["data.backend: 'cpu' -> 'pil'", "loss.mixup_alpha: 0.0 -> 0.2",
+                                                       "optim.lr: 0.1 -> 0.5"]
 
 
 def test_sync_metrics_keeps_the_lines_of_the_checkpoint(tmp_path):
