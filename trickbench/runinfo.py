@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 
 from .paths import REPO
 
-PACKAGES = ("torch", "torchvision", "mmengine", "mmcv", "mmdet", "mmsegmentation", "numpy", "trickbench")
+PACKAGES = ("torch", "torchvision", "mmengine", "mmcv", "mmdet", "mmsegmentation", "numpy", "pillow", "simplejpeg",
+            "nvidia-dali-cuda130", "trickbench")   # the decoders: their versions decide the pixels
 
 
 def git_commit() -> str | None:
