@@ -44,10 +44,11 @@ class NonFiniteGuard:
     loss makes every gradient NaN (on every process, once DistributedDataParallel has averaged
     them). The update is then skipped on the device: by ``GradScaler`` with fp16, which checks
     the gradients anyway, and otherwise by the fused optimiser's ``found_inf`` input, set from the
-    gradients' largest magnitude (the mechanism ``GradScaler`` itself uses). Once a step has gone
-    bad every later update is skipped too, and :meth:`read` raises :class:`NonFiniteLossError`
-    with the first bad iteration and its loss. All of this runs on the device; only :meth:`read`
-    waits for it."""
+    gradients' largest magnitude (the mechanism ``GradScaler`` itself uses); in fp32 and bf16, once
+    a step has gone bad every later update is skipped too (with fp16 the scaler skips only steps
+    whose gradients overflow; the weights that later steps touch are never saved, since the epoch's
+    last read comes before its checkpoint). The next read raises :class:`NonFiniteLossError` with
+    the first bad iteration and its loss. All of this runs on the device; only the reads wait."""
 
     def __init__(self, device: torch.device, first_step: int, fp16: bool):
         self.first_step, self.fp16 = first_step, fp16
