@@ -369,3 +369,20 @@ def test_draw_and_jitter_are_torchvisions_for_many_seeds_and_odd_sizes():
         torch.manual_seed(seed)
         want = cj(img)
         assert np.array_equal(np.asarray(pipeline.jitter(img, order.tolist(), (b, c, s))), np.asarray(want))
+
+
+def test_dali_backend_without_dali_stops_with_what_to_install(synthetic, tmp_path):
+    """``data.backend=dali`` on a machine without DALI or a GPU (CI): exit 2, one message that
+    names the install command and the other backend, no traceback, no result."""
+    from pretrain.dali import dali_missing
+    from tests.conftest import run_cli
+    from tests.test_pretrain_run import TINY, tiny_opts
+
+    if dali_missing() is None:
+        pytest.skip("DALI and a GPU are here: the backend runs (tests/test_dali.py)")
+    work = tmp_path / "dali"
+    proc = run_cli("pretrain/run.py", "--config", TINY, "--work-dir", str(work), "--device", "cpu",
+                   *tiny_opts(synthetic["imagenet"], "data.backend=dali"))
+    assert proc.returncode == 2, proc.stderr
+    assert "data.backend='dali'" in proc.stderr and "data.backend='cpu'" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (work / "result.json").exists()
