@@ -47,7 +47,7 @@ from torch.utils.data import Dataset, Sampler
 from torchvision import transforms
 
 from . import decode as dec
-from .data import MEAN, PCA_EIGVAL, PCA_EIGVEC, STD, DatasetError, sample_seed
+from .data import MEAN, PCA_EIGVAL, PCA_EIGVEC, STD, DatasetError, sample_seed, seeded
 
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)   # §2.1's RandomResizedCrop
 JITTER = 0.4                                   # §2.1: brightness, contrast, saturation in [0.6, 1.4]
@@ -161,6 +161,11 @@ class DecodeCounts:
         self.scaled = 0
         self.fallback = 0     # decoded by PIL (CMYK, PNG, ...)
 
+    def add(self, decoded: np.ndarray, header: dec.Header) -> None:
+        self.images += 1
+        self.scaled += decoded.shape[1] < header.width
+        self.fallback += not header.turbo
+
 
 COUNTS = DecodeCounts()
 
@@ -242,9 +247,7 @@ class PaperTransform:
         d = draw(header.width, header.height)
         factor = dec.dct_factor((d.box[3], d.box[2]), (self.size, self.size))
         img = dec.decode(path, data, header, factor, channels=4)
-        COUNTS.images += 1
-        COUNTS.scaled += img.shape[1] < header.width
-        COUNTS.fallback += not header.turbo
+        COUNTS.add(img, header)
         pixels = resized_crop_u8(img, d.box, (header.width, header.height), self.size, d.flip)
         return rgb_tensor(jitter(rgb_view(pixels), d.order, d.factors)), d.lighting
 
@@ -265,9 +268,7 @@ class ReferenceResize:
         short = min(header.width, header.height)
         factor = dec.dct_factor((short, short), (self.resize, self.resize))
         img = dec.decode(path, data, header, factor)
-        COUNTS.images += 1
-        COUNTS.scaled += img.shape[1] < header.width
-        COUNTS.fallback += not header.turbo
+        COUNTS.add(img, header)
         out = self.steps(Image.fromarray(img, "RGB"))
         return torch.from_numpy(np.array(out, dtype=np.uint8)), torch.empty(0)
 
@@ -292,14 +293,7 @@ class Samples(Dataset):
             return self._item(path, label)
         epoch, index = key
         path, label = self.samples[index]
-        seed = sample_seed(self.seed, epoch, index)
-        # Only the CPU generator draws here; seeding it alone costs 1 us, torch.manual_seed 80.
-        if torch.utils.data.get_worker_info() is not None:   # a loader worker: its stream is its own
-            torch.default_generator.manual_seed(seed)
-            return self._item(path, label)
-        with torch.random.fork_rng(devices=[]):             # the main process: its stream goes on untouched
-            torch.default_generator.manual_seed(seed)
-            return self._item(path, label)
+        return seeded(sample_seed(self.seed, epoch, index), lambda: self._item(path, label))
 
     def _item(self, path: str, label: int):
         try:
