@@ -275,13 +275,14 @@ def test_voc_set_reads_with_mmdet_and_boxes_are_the_visible_items(sets, small_id
 
 
 def test_voc_annotations_are_the_bytes_they_always_were(sets):
-    """Pinned to what trickbench/fashion_sets.py wrote before the shared VOC writer (the 1-based
-    boxes, the XML, the lists) on these small files: a change here changes the published data."""
+    """Pinned to what the canvases' format version 5 (half of VOC's items for its test split) writes
+    on these small files (the 1-based boxes, the XML, the lists): a change here changes the published
+    data, and must come with a new ``fashion._CANVAS_VERSION``."""
     h = hashlib.sha256()
     for p in sorted(sets["voc"].rglob("*")):
         if p.is_file() and p.suffix in (".xml", ".txt"):
             h.update(str(p.relative_to(sets["voc"])).encode() + p.read_bytes())
-    assert h.hexdigest() == "080ff943dfb3d11ee093a32ce5aef7cb2f25c5e7e30551f38e9e79f5ad67ddf9"
+    assert h.hexdigest() == "58bce1aafe8e8823b7cf794317c85276973a88ee4681b6381cf400ad2054529e"
 
 
 def test_test_split_pools_are_disjoint():
@@ -289,6 +290,8 @@ def test_test_split_pools_are_disjoint():
     pools = fashion.test_item_pools(labels, 0)
     sets_ = [set(v.tolist()) for v in pools.values()]
     assert sum(len(s) for s in sets_) == 1000 and len(set().union(*sets_)) == 1000
+    # each task's half split evenly between its training and its test canvases
+    assert [len(s) for s in sets_] == [250, 250, 250, 250]
 
 
 def test_ade_set_reads_with_mmseg_and_labels_are_in_range(sets):

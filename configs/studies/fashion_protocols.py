@@ -6,7 +6,7 @@
 #   python -m trickbench.study run configs/studies/fashion_protocols.py --jobs 2
 # The demo's four recipes, plus ResNet-C and label smoothing on the baseline (Kornblith et al. 2019:
 # label smoothing raises ImageNet accuracy and hurts fixed features).
-_base_ = "./demo.py"
+_base_ = "./_fashion_base.py"
 name = "fashion-protocols"
 seeds = [0, 1]
 recipes = [

@@ -4,7 +4,7 @@
 # lr: the weights stay as initialised, the BN statistics are those of the data), each
 # fine-tuned in Faster R-CNN and FCN, three seeds.
 #   python -m trickbench.study run configs/studies/fashion_quality.py --jobs 2
-_base_ = "./demo.py"
+_base_ = "./_fashion_base.py"
 name = "fashion-quality"
 seeds = [0, 1, 2]
 recipes = [

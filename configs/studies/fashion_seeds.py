@@ -5,7 +5,7 @@
 #   python -m trickbench.study run configs/studies/fashion_seeds.py --work-dir runs/fashion-seeds --jobs 2
 # The report has the two variance components (pretraining seed, fine-tune seed) with their intervals,
 # the comparisons with the seed noise pooled over the recipes, the chosen lr per recipe and a seed plan.
-_base_ = "./demo.py"
+_base_ = "./_fashion_base.py"
 name = "fashion-seeds"
 seeds = [0, 1]
 recipes = [
