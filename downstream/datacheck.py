@@ -74,6 +74,16 @@ def run_datasets(cfg) -> Iterator[dict]:
             yield from dataset_cfgs(cfg[key]["dataset"])
 
 
+def distinct_datasets(cfg) -> list[dict]:
+    """:func:`run_datasets`, each dataset once: a config's test loader is usually its validation
+    loader again (``test_dataloader = val_dataloader``), and one check of it is enough."""
+    out: list[dict] = []
+    for ds in run_datasets(cfg):
+        if ds not in out:
+            out.append(ds)
+    return out
+
+
 # ---- decoding ---------------------------------------------------------------------------
 
 class ImageSize(NamedTuple):

@@ -10,15 +10,19 @@ Evaluates with mmdet's VOCMetric on VOC2007 test; ``result.json`` holds ``map``
 """
 from __future__ import annotations
 
+import gc
 import sys
 
+if __name__ == "__main__":
+    gc.disable()   # until the imports are done: trickbench.runtime.imports_done
 
 from mmdet.datasets import VOCDataset
 
 from downstream import runner
 from downstream import shared_head as _shared_head  # noqa: F401  (registers TrickBenchResLayer)
 from downstream.backbone import LAST_STAGE, backbone_fields, shared_head_fields, stage_channels
-from downstream.datacheck import check_voc, run_datasets
+from downstream.datacheck import check_voc, distinct_datasets
+from trickbench.runtime import imports_done
 
 DEFAULT_CONFIG = str(runner.REPO / "configs/detection/faster-rcnn_r50_fpn_1x_voc0712.py")
 VOC_CLASSES = VOCDataset.METAINFO["classes"]  # what mmdet reads, in its order
@@ -44,7 +48,7 @@ def apply_backbone(cfg, bb: runner.Backbone) -> None:
 
 def check_data(cfg) -> None:
     """Each dataset against its own classes: VOC's, or those its ``metainfo`` sets."""
-    for ds in run_datasets(cfg):
+    for ds in distinct_datasets(cfg):
         check_voc(ds, tuple((ds.get("metainfo") or {}).get("classes") or VOC_CLASSES))
 
 
@@ -61,4 +65,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    imports_done()
     sys.exit(main())

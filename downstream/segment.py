@@ -12,14 +12,18 @@ Evaluates with mmseg's IoUMetric on the validation split; ``result.json`` holds
 """
 from __future__ import annotations
 
+import gc
 import sys
 
+if __name__ == "__main__":
+    gc.disable()   # until the imports are done: trickbench.runtime.imports_done
 
 from downstream import linear_head as _linear_head  # noqa: F401  (registers TrickBenchBNHead)
 from downstream import runner
 from downstream import transforms as _transforms  # noqa: F401  (registers RandomGaussianBlur)
 from downstream.backbone import backbone_fields, stage_channels
-from downstream.datacheck import check_ade, run_datasets
+from downstream.datacheck import check_ade, distinct_datasets
+from trickbench.runtime import imports_done
 
 DEFAULT_CONFIG = str(runner.REPO / "configs/segmentation/fcn_r50-d8_4xb4-80k_ade20k-512x512.py")
 
@@ -40,7 +44,7 @@ def apply_backbone(cfg, bb: runner.Backbone) -> None:
 
 
 def check_data(cfg) -> None:
-    for ds in run_datasets(cfg):
+    for ds in distinct_datasets(cfg):
         check_ade(ds, cfg.model.decode_head.num_classes)
 
 
@@ -54,4 +58,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    imports_done()
     sys.exit(main())

@@ -12,6 +12,7 @@ mmdet/mmseg ``ResNet`` names) and ``result.json``. All are written atomically.
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import re
 import sys
@@ -28,6 +29,8 @@ if __name__ == "__main__" and __package__ in (None, ""):
     # itself is installed. The other entry scripts' folders hold no such names.
     _here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+if __name__ == "__main__":
+    gc.disable()   # until the imports are done: trickbench.runtime.imports_done
 
 import numpy as np
 import torch
@@ -48,7 +51,7 @@ from trickbench.fileio import atomic_write_json
 from trickbench.paths import PRETRAIN_CONFIGS
 from trickbench.pretrain_config import ConfigError, PretrainConfig, load_config
 from trickbench.runinfo import sha256_file
-from trickbench.runtime import atomic_torch_save, environment, write_result
+from trickbench.runtime import atomic_torch_save, environment, imports_done, write_result
 
 
 DEFAULT_CONFIG = PRETRAIN_CONFIGS / "resnet50_baseline.py"
@@ -451,4 +454,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    imports_done()
     sys.exit(main())

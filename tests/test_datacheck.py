@@ -276,3 +276,22 @@ def test_dataset_cfgs_walks_wrappers():
     leaf = dict(data_root="x")
     cfg = dict(type="RepeatDataset", dataset=dict(type="ConcatDataset", datasets=[leaf, dict(leaf, data_root="y")]))
     assert [d["data_root"] for d in dataset_cfgs(cfg)] == ["x", "y"]
+
+
+def test_a_test_loader_that_is_the_validation_loader_is_checked_once(monkeypatch):
+    from trickbench.mmconfig import read_config
+    import downstream.detect as detect
+    import downstream.segment as segment
+
+    for module, config, check in ((detect, "configs/detection/faster-rcnn_fpn_fashion.py", "check_voc"),
+                                  (segment, "configs/segmentation/fcn-d8_fashion.py", "check_ade")):
+        cfg = read_config(config)
+        seen = []
+        monkeypatch.setattr(module, check, lambda ds, *_: seen.append(ds))
+        module.check_data(cfg)
+        every = list(datacheck.run_datasets(cfg))
+        assert len(every) == len(seen) + 1 and all(ds in seen for ds in every)   # test = val, checked once
+        assert sorted(map(str, seen)) == sorted(set(map(str, seen)))
+    other = dict(train_dataloader=dict(dataset=dict(data_root="a")), val_dataloader=dict(dataset=dict(data_root="b")),
+                 test_dataloader=dict(dataset=dict(data_root="c")))
+    assert [d["data_root"] for d in datacheck.distinct_datasets(other)] == ["a", "b", "c"]

@@ -24,21 +24,25 @@ def read_config(path: str | Path, what: str = "config"):
     """``mmengine.Config.fromfile``, with a missing file, a syntax error (file and line)
     or an error raised while the file runs reported as :class:`ConfigFileError`.
 
-    The config's text (``pretty_text``: logged, dumped to the work dir, stored in every
-    checkpoint) is left unformatted: mmengine formats it with yapf each time, 3-4 s of
-    CPU per call and several calls per mmdet/mmseg run, about a third of a short run on
-    a 2-core CPU. The text is the same Python, on fewer, longer lines."""
+    The config's text (``pretty_text``: logged, dumped to the work dir twice, stored in
+    every checkpoint) is left unformatted: mmengine formats it with yapf each time, 0.5-1 s
+    of CPU per call and four calls per mmdet/mmseg run (3.5-4.5 s of a 45 s demo job on a
+    2-core CPU). The text is the same Python, on fewer, longer lines. ``fromfile`` passes
+    ``format_python_code`` on to lazy-import configs only (mmengine 0.10.7), so it is set on
+    the config here; ``Runner`` deep-copies the config, and the copy keeps it."""
     from mmengine.config import Config
 
     path = Path(path)
     if not path.is_file():
         raise ConfigFileError(f"{what} file {path} does not exist")
     try:
-        return Config.fromfile(str(path), format_python_code=False)
+        cfg = Config.fromfile(str(path), format_python_code=False)
     except SyntaxError as e:
         raise ConfigFileError(f"{what} file {_syntax_error_place(path, e)}: {e.msg}; fix the file") from None
     except Exception as e:  # a NameError in the file, a _base_ that does not exist, ...
         raise ConfigFileError(f"{what} file {path} cannot be read: {type(e).__name__}: {e}") from None
+    object.__setattr__(cfg, "_format_python_code", False)   # Config.__setattr__ would set a config key
+    return cfg
 
 
 def _syntax_error_place(path: Path, error: SyntaxError) -> str:
