@@ -52,6 +52,7 @@ from . import backbone as _backbone  # noqa: F401  (registers the TrickBenchPret
 from .datacheck import run_datasets
 from .external import load_external
 from .heldout import apply_heldout, choose
+from .per_image import PerImageResults
 from .resume_rng import ResumeRandomState
 from .safe_load import load_weights_only
 
@@ -463,6 +464,8 @@ def run(task: str, args: argparse.Namespace, apply_backbone, check_data, read_me
     runner.register_hook(capture)
     runner.register_hook(StopOnNonFiniteLoss())
     runner.register_hook(ResumeRandomState())
+    if heldout is None:  # scored on the test split: keep per_image.npz (a trial scores held-out training images)
+        runner.register_hook(PerImageResults())
     runner.train()
     if capture.metrics is None or capture.at_iter != runner.iter:
         runner.val_loop.run()  # the schedule did not end on a validation

@@ -20,14 +20,17 @@ The statistics are :mod:`evaluation.stats`'s: correlations over recipes with two
 bootstrap intervals and Holm-adjusted permutation p-values, effects against the reference
 paired by seed, rank inversions, and the main effect of each factor (a trick, a ResNet
 variant against B, a bundle such as ``efficient``: :mod:`trickbench.tricks`) where recipes
-differ by exactly that factor. Everything is seeded: the same runs give the same bytes.
+differ by exactly that factor. Where the downstream jobs left a ``per_image.npz``, the
+noise section adds the test set's own noise: a bootstrap over the test images, paired across
+runs (:mod:`evaluation.evalset`). Everything is seeded: the same runs give the same bytes.
 External backbones (their top-1 given with ``--top1``) take part; a stage that did not run
 leaves a gap. Runs that were only pretrained get the ImageNet part (summary, effects,
 probability of improvement, factor effects, cost), and the downstream sections say why they
 are absent.
 
-Bad input (a malformed ``result.json``, two runs with one backbone id, two backbones with
-the same recipe and seed, an unknown ``--reference``, a ``--det-config`` or ``--seg-config``
+Bad input (a malformed ``result.json`` or ``per_image.npz``, per-image files scored on
+different test images, two runs with one backbone id, two backbones with the same recipe and
+seed, an unknown ``--reference``, a ``--det-config`` or ``--seg-config``
 with no result, downstream results none of which could be joined) ends with exit code 2 and
 one line naming the file or recipe, and no report is written.
 """
@@ -44,9 +47,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evaluation import noise, plots, stats
-from evaluation.table import (CHEAP, COST_COLUMNS, METRICS, PROTOCOL_METRICS, FineTune, StudyTable, add_selection_args,
-                              find_results, join, recipes_csv, runs_csv, selected_configs, tabulate, to_csv)
+from evaluation import evalset, noise, plots, stats
+from evaluation.table import (CHEAP, COST_COLUMNS, METRICS, PROTOCOL_METRICS, FineTune, Joined, StudyTable,
+                              add_selection_args, find_results, finetune_key, join, recipes_csv, runs_csv,
+                              selected_configs, tabulate, to_csv)
 from trickbench import errors
 from trickbench import protocols as protocol_table
 from trickbench.errors import TrickBenchError
@@ -55,6 +59,7 @@ from trickbench.runinfo import now, study_lineage
 from trickbench.tricks import TRICKS, factor_members
 
 DOWNSTREAM = ("map", "miou")
+EVALSET_METRICS = ("map", "map_area", "miou")  # the metrics a per_image.npz can be resampled for
 PLAN_EFFECT = 1.0   # points: the difference a seed plan is made for, unless --plan-effect says otherwise
 UNITS = {"top1": "ImageNet top-1", "top5": "ImageNet top-5", "map": "VOC mAP (VOC07 11-point)",
          "map_area": "VOC mAP (area)", "miou": "ADE20K mIoU", "aacc": "ADE20K pixel accuracy",
@@ -95,6 +100,7 @@ class Analysis:
     seed_plans: tuple[noise.SeedPlan, ...] = ()            # per downstream metric: seeds for the stated effect
     agreement: tuple[stats.Agreement, ...] = ()            # per task and cheap protocol: ranks like fine-tuning?
     protocol_summary: dict[str, dict[str, stats.Summary]] = field(default_factory=dict)  # recipe -> metric -> seeds
+    evalset: tuple[evalset.EvalSetNoise, ...] = ()         # per downstream metric: the test set's own noise
 
     @property
     def downstream(self) -> tuple[str, ...]:
@@ -124,7 +130,7 @@ def choose_reference(recipes: list[str], sets: Mapping[str, tuple[str, ...]], as
 
 def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], reference: str,
             finetunes: Sequence[FineTune] = (), costs: Mapping[str, float] | None = None,
-            plan_effect: float = PLAN_EFFECT) -> Analysis:
+            plan_effect: float = PLAN_EFFECT, per_image: Sequence[evalset.RunImages] = ()) -> Analysis:
     """The statistics of ``runs`` (one per backbone; a downstream metric is the mean of the
     backbone's fine-tunes) against ``reference``. ``sets`` maps each pretrained recipe to
     its factors (its tricks and its variant where it is not B: ``Result.factors``): the main
@@ -139,7 +145,9 @@ def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], refere
     tested for a common effect, and a seed plan is made for ``plan_effect`` points with
     ``costs`` (device-hours: ``pretrain``, and per stage ``detection``/``segmentation`` for one
     fine-tune and ``detection_trial``/``segmentation_trial`` for one trial, with
-    ``detection_trials``/``segmentation_trials`` trials per backbone)."""
+    ``detection_trials``/``segmentation_trials`` trials per backbone). With ``per_image`` (every
+    fine-tune's per-image test data, :func:`per_image_runs`), the evaluation-set noise of each
+    downstream metric (:func:`evaluation.evalset.evalset_noise`, against ``reference``)."""
     present = tuple(m for m in METRICS if any(m in r.metrics for r in runs))
     ys = [m for m in DOWNSTREAM if m in present]
     across = "top1" in present and bool(ys)
@@ -165,7 +173,24 @@ def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], refere
         agreement=tuple(g for y in ys for g in stats.protocol_agreement(runs, y, [m for m in CHEAP_FOR[y]
                                                                                   if m in cheap])),
         protocol_summary=stats.summary_table(runs, [*ys, *cheap]) if cheap else {},
+        evalset=tuple(evalset.evalset_noise(per_image, m, reference) for m in EVALSET_METRICS
+                      if any(r.stage == evalset.TASK[m] for r in per_image)),
     )
+
+
+def per_image_runs(joined: Sequence[Joined]) -> list[evalset.RunImages]:
+    """Every reported fine-tune with its ``per_image.npz`` read (``data`` None where the run has
+    none: runs from before the jobs wrote it), in the table's terms: the recipe, the pretraining
+    seed and the fine-tune seed. A file that cannot be read is an error naming it."""
+    out = []
+    for j in joined:
+        recipe = (j.pretrain or j.first).recipe
+        for stage, fts in j.downstream.items():
+            for r in fts:
+                path = r.run_dir / evalset.FILE
+                out.append(evalset.RunImages(recipe, j.seed, finetune_key(r) or 0, stage, path,
+                                             evalset.load(path) if path.is_file() else None, dict(r.metrics)))
+    return out
 
 
 STAGE_OF = {"map": "detection", "map_area": "detection", "miou": "segmentation", "aacc": "segmentation",
@@ -388,15 +413,34 @@ def selection_section(table: StudyTable) -> list[str]:
     return lines
 
 
-def noise_section(a: Analysis) -> list[str]:
-    """Where the noise comes from, and the seeds the next device-hours should buy."""
-    if not a.components:
+def evalset_lines(a: Analysis) -> list[str]:
+    """The evaluation-set noise of mAP and mIoU; one line when no run has a per_image.npz."""
+    shown = [e for e in a.evalset if e.metric in DOWNSTREAM]
+    if not shown:
         return []
+    if all(e.no_files for e in shown):
+        return [f"Test-set noise not measured: no run has a `{evalset.FILE}` (runs from before the downstream jobs "
+                f"wrote one; fine-tune again to measure it)."]
+    lines = ["Test-set noise: which images happen to be in the test split, the trained models fixed. A bootstrap over "
+             "the test images, the same resamples for every run, so a difference between recipes is paired (what "
+             "the backbones share cancels); a backbone's value is the mean of its fine-tunes'.", ""]
+    for e in shown:
+        lines.append(f"- {e.words}")
+        lines += [f"  - {line}" for line in e.lines]
+    return lines
+
+
+def noise_section(a: Analysis) -> list[str]:
+    """Where the noise comes from (seeds and test set), and the seeds the next device-hours should buy."""
+    test_set = evalset_lines(a)
+    measured = any(not e.no_files for e in a.evalset if e.metric in DOWNSTREAM)
+    if not a.components:
+        return ["## Where the noise comes from", "", *test_set] if measured else []
     lines = ["## Where the noise comes from", ""]
     if all(vc.reason is not None for vc in a.components):  # e.g. one fine-tune per backbone
         return lines + [f"- {vc.words}" for vc in a.components if vc.metric in DOWNSTREAM] + [
             "", "Set the study's `downstream.seeds` (e.g. `[0, 1, 2]`) to measure the fine-tune noise beside the "
-                "pretraining seed's."]
+                "pretraining seed's."] + [""] * bool(test_set) + test_set
     lines += ["A metric is recipe + pretraining-seed effect + fine-tune noise. Method of moments on the nested "
               "design: the fine-tune sd from the spread between one backbone's fine-tunes (exact chi-square "
               "interval), the pretraining sd from the spread of backbone means within a recipe (Graybill-Wang "
@@ -405,6 +449,7 @@ def noise_section(a: Analysis) -> list[str]:
     lines += ["", "Common fine-tune-seed effect (the same seed gives every backbone the same head initialisation "
                   "and data order):", ""]
     lines += [f"- {e.words}" for e in a.seed_effects if e.metric in DOWNSTREAM]
+    lines += [""] * bool(test_set) + test_set
     if a.seed_plans:
         lines += ["", "## Seeds for the next study", ""]
         for plan in a.seed_plans:
@@ -564,6 +609,7 @@ def to_json(a: Analysis, table: StudyTable, runs_dir: str) -> str:
         "variance_components": [noise.record(vc) for vc in a.components],
         "finetune_seed_effects": [noise.record(e) for e in a.seed_effects],
         "seed_plan": [noise.record(p) for p in a.seed_plans],
+        "evalset_noise": [evalset.record(e) for e in a.evalset],
         "protocol_agreement": _agreement(a.agreement),
         "protocol_cost": [{"task": stage, "protocol": protocol, "device_hours_per_backbone": sum(h) / len(h),
                            "backbones": len(h)} for (stage, protocol), h in sorted(table.protocol_hours.items())],
@@ -592,9 +638,10 @@ def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict
                           f"downstream/detect.py and downstream/segment.py first"
                           + (" (or drop --det-config / --seg-config)" if configs else ""))
     table = tabulate(joined, runs_dir)
+    per_image = per_image_runs(joined)  # reads every per_image.npz: a bad one stops here, named
     try:
         ref = choose_reference(table.recipes, table.factors, reference)
-        a = analyse(table.runs, table.factors, ref, table.finetunes, table.plan_costs(), plan_effect)
+        a = analyse(table.runs, table.factors, ref, table.finetunes, table.plan_costs(), plan_effect, per_image)
     except ValueError as e:
         raise ReportError(str(e)) from None
     try:

@@ -117,6 +117,38 @@ def test_leaderboard_has_the_rows(chain):
     assert "r18d" in board.stdout
 
 
+def test_per_image_results_give_each_job_s_number_and_the_test_set_noise(chain):
+    """Each job's per_image.npz (downstream/per_image.py): every test image counted once gives the
+    job's mAP (both VOCMetrics, bit for bit) and mIoU (as mmseg rounds it), and the bootstrap
+    over the test images (evaluation/evalset.py) runs on the real files, r18d paired with random-init."""
+    import numpy as np
+
+    from evaluation import evalset
+
+    runs, bb, *_ = chain
+    works = {("r18d", "detection"): bb / "detection" / "faster-rcnn_fpn_voc0712_tiny",
+             ("r18d", "segmentation"): bb / "segmentation" / "fcn-d8_ade20k_tiny",
+             ("random-init", "detection"): runs / "random-init" / "detection",
+             ("random-init", "segmentation"): runs / "random-init" / "segmentation"}
+    found = []
+    for (name, stage), work in works.items():
+        res, data = result(work), evalset.load(work / "per_image.npz")
+        ones = np.ones(data.img_ids.size)
+        if stage == "detection":
+            assert data.scores.size > 0 and data.tp.sum() > 0 and data.num_gts.sum() > 0
+            for metric in ("map", "map_area"):
+                assert evalset.metric_values(data, metric, ones) == res["metrics"][metric]
+        else:
+            got = evalset.metric_values(data, "miou", ones)
+            assert np.float32(round(got, 2)) == np.float32(res["metrics"]["miou"])
+        found.append(evalset.RunImages(name, 0, 0, stage, work / "per_image.npz", data, res["metrics"]))
+    for metric in ("map", "miou"):
+        e = evalset.evalset_noise(found, metric, reference="random-init", n_boot=200)
+        assert e.reason is None and len(e.runs) == 2 and all(r.sd > 0 for r in e.runs)
+        (c,) = e.comparisons
+        assert c.recipe == "r18d" and c.estimate > 5 and c.low <= c.estimate <= c.high and c.sd > 0
+
+
 def test_detection_refuses_to_overwrite_its_run(chain, synthetic):
     runs, bb, *_ = chain
     proc = run_cli("downstream/detect.py", "--backbone", str(bb), "--config", DET, "--data-root", f"{synthetic['voc']}/")

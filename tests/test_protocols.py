@@ -140,6 +140,33 @@ def test_finetune_trains_the_backbone_as_its_config_says(kind, trained, backbone
     assert p.get("shared_head_frozen") is (False if kind == "c4" else None)
 
 
+@pytest.mark.parametrize("kind, protocol", [("fpn", "finetune"), ("c4", "frozen"), ("fcn", "finetune"),
+                                            ("linear", "ade-linear")])
+def test_every_protocol_keeps_its_per_image_results(kind, protocol, trained, synthetic):
+    """per_image.npz (downstream/per_image.py) beside result.json: the test images in dataset order,
+    and every image counted once gives the mAP (both VOCMetrics) or mIoU the run reported."""
+    import numpy as np
+
+    from evaluation import evalset
+
+    work = trained(kind, protocol)
+    res = result(work)
+    data = evalset.load(work / "per_image.npz")
+    ones = np.ones(data.img_ids.size)
+    if kind in ("fpn", "c4"):
+        ids = (synthetic["voc"] / "VOC2007/ImageSets/Main/test.txt").read_text().split()[:4]
+        assert list(data.img_ids) == ids and data.num_gts.sum() > 0
+        for metric, key in (("map", "pascal_voc/mAP"), ("map_area", "pascal_voc_area/mAP")):
+            assert data.metrics[key]["reported"] == res["raw_metrics"][key]
+            assert evalset.metric_values(data, metric, ones) == res["metrics"][metric]
+    else:
+        n = 8 if kind == "linear" else 4
+        ids = sorted(p.stem for p in (synthetic["ade20k"] / "images/validation").iterdir())[:n]
+        assert list(data.img_ids) == ids and data.label.sum() > 0
+        got = evalset.metric_values(data, "miou", ones)  # mmseg reports it rounded to 2 decimals, in float32
+        assert np.float32(round(got, 2)) == np.float32(res["metrics"]["miou"])
+
+
 def test_ade_linear_reports_mmseg_iou_metric_of_its_predictions(trained, backbone_file):
     from mmengine.config import Config
     from mmengine.runner import Runner
