@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 from datetime import datetime, timezone
+from typing import Any
 
 from .paths import REPO
 
@@ -39,6 +40,38 @@ def versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+# The instruction-set extensions by which torch picks its CPU kernels (ATen's AVX2 / AVX512 builds,
+# oneDNN's bf16 / VNNI / AMX paths): the same run on CPUs that differ in them gives other numbers.
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
+CPUINFO = "/proc/cpuinfo"
+
+
+def cpu_identity(cpuinfo: str | os.PathLike = CPUINFO) -> dict[str, Any]:
+    """The CPU as ``/proc/cpuinfo`` (Linux) describes its first processor: ``model`` (the model
+    name), ``signature`` (x86 family/model/stepping, which tells apart CPUs that a virtual
+    machine names alike) and ``flags``: for each of :data:`CPU_FLAGS`, whether it has it.
+    Without that file, the model is what :func:`platform.processor` says and the rest is None:
+    not known."""
+    try:
+        with open(cpuinfo) as f:
+            text = f.read()
+    except OSError:
+        return {"model": platform.processor() or None, "signature": None, "flags": None}
+    first: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if first:
+                break
+            continue
+        key, _, value = line.partition(":")
+        first.setdefault(key.strip(), value.strip())
+    have = set((first.get("flags") or first.get("Features") or "").split())   # x86 | ARM
+    parts = [first.get(k) for k in ("cpu family", "model", "stepping")]
+    return {"model": first.get("model name") or first.get("Model") or platform.processor() or None,
+            "signature": "/".join(parts) if all(parts) else None,
+            "flags": {flag: flag in have for flag in CPU_FLAGS}}
 
 
 STUDY_ENV = "TRICKBENCH_STUDY_JOB"

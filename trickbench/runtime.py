@@ -16,7 +16,7 @@ import torch
 
 from . import results
 from .fileio import atomic_write
-from .runinfo import git_commit, now, study_lineage, versions
+from .runinfo import cpu_identity, git_commit, now, study_lineage, versions
 
 
 def imports_done() -> None:
@@ -41,7 +41,26 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def cpu() -> dict[str, Any]:
+    """The CPU this process computes on, as far as it decides the numbers: its model, signature
+    and instruction-set flags (:func:`trickbench.runinfo.cpu_identity`), the kernels torch's
+    CPU ops actually run (``capability``: "AVX512", "AVX2", "DEFAULT", ...;
+    ``$ATEN_CPU_CAPABILITY`` can lower it), the threads torch computes with,
+    ``$OMP_NUM_THREADS`` as set (None if unset), and the logical CPUs the process may run on.
+    The same run on another CPU gives other numbers (a baseline's top-1: 75.85 on one, 75.90
+    on another); the same CPU, the same numbers."""
+    return {
+        **cpu_identity(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+    }
+
+
 def environment() -> dict[str, Any]:
+    """What a run records about where it ran (``config.json``, and ``result.json`` next to its
+    record's fields): code, packages, host, command, and the devices: the GPUs and the CPU."""
     return {
         "versions": versions(),
         "git_commit": git_commit(),
@@ -49,6 +68,7 @@ def environment() -> dict[str, Any]:
         "command": [sys.executable, *sys.argv],
         "cuda": torch.version.cuda,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "cpu": cpu(),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
     }
 
