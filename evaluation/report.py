@@ -3,6 +3,7 @@
 detector and segmenter, and which differences between recipes are real?
 
     python evaluation/report.py --runs DIR [--out DIR] [--reference RECIPE] [--det-config NAME] [--seg-config NAME]
+                                [--question RECIPE:METRIC:DIRECTION [--question-text TEXT]]
 
 Reads every ``result.json`` under ``--runs`` (:mod:`trickbench.results`), joins each
 backbone's pretraining, detection and segmentation and tabulates them
@@ -22,7 +23,10 @@ paired by seed, rank inversions, and the main effect of each factor (a trick, a 
 variant against B, a bundle such as ``efficient``: :mod:`trickbench.tricks`) where recipes
 differ by exactly that factor. Where the downstream jobs left a ``per_image.npz``, the
 noise section adds the test set's own noise: a bootstrap over the test images, paired across
-runs (:mod:`evaluation.evalset`). Everything is seeded: the same runs give the same bytes.
+runs (:mod:`evaluation.evalset`). With ``--question`` (a study's ``question``: is RECIPE's
+METRIC higher, lower or different than the reference's?) the report opens with its answer,
+read from the comparison of that recipe with the reference (:class:`Answer`). Everything is
+seeded: the same runs give the same bytes.
 External backbones (their top-1 given with ``--top1``) take part; a stage that did not run
 leaves a gap. Runs that were only pretrained get the ImageNet part (summary, effects,
 probability of improvement, factor effects, cost), and the downstream sections say why they
@@ -37,6 +41,7 @@ one line naming the file or recipe, and no report is written.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import shutil
@@ -79,6 +84,151 @@ class ReportError(TrickBenchError, RuntimeError):
     pass
 
 
+# -- the question ---------------------------------------------------------------------------------
+
+DIRECTIONS = ("higher", "lower", "different")  # as a study's question.direction (trickbench/study/spec.py)
+
+
+@dataclass(frozen=True)
+class Question:
+    """The comparison the runs were made to resolve: is ``recipe``'s ``metric`` ``direction`` (higher,
+    lower, different) than the reference recipe's? ``text``: the question in the study's words."""
+    recipe: str
+    metric: str
+    direction: str
+    text: str | None = None
+
+
+def parse_question(value: str, text: str | None = None) -> Question:
+    """``--question RECIPE:METRIC:DIRECTION`` (what a study's plan passes); a malformed one is a
+    :class:`ReportError` that says the form and the known metrics and directions."""
+    parts = value.split(":")
+    if len(parts) != 3 or not all(parts):
+        raise ReportError(f"--question {value!r} must be RECIPE:METRIC:DIRECTION, e.g. r18d:miou:higher")
+    recipe, metric, direction = parts
+    if metric not in METRICS:
+        close = difflib.get_close_matches(metric.lower(), METRICS, n=1)
+        raise ReportError(f"--question: {metric!r} is not a metric the report compares recipes on"
+                          + (f" (did you mean {close[0]}?)" if close else "") + f"; metrics: {', '.join(METRICS)}")
+    if direction not in DIRECTIONS:
+        raise ReportError(f"--question: direction {direction!r} must be one of {', '.join(DIRECTIONS)}")
+    if text is not None and not text.strip():
+        raise ReportError("--question-text is empty; give the question in words, or leave it out")
+    return Question(recipe, metric, direction, text)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The question answered from the report's own comparison of the recipe with the reference (its
+    :class:`stats.Effect` in 'Effects against ...': Dunnett's many-to-one interval, the seed variance
+    pooled over the recipes), with the reason where that comparison has no pooled interval and, where
+    the runs left per-image files, the test-set noise of the difference as context."""
+    question: Question
+    reference: str
+    effect: stats.Effect | None                      # None: the recipe or the metric has no run
+    reason: str | None = None                        # why there is no pooled interval (None: there is one)
+    seed_plan: bool = False                          # the report plans the next study's seeds for the metric
+    evalset: evalset.DifferenceNoise | None = None   # recipe - reference over test-image resamples (paired)
+    images: int | None = None                        # the test images resampled
+
+    @property
+    def verdict(self) -> str:
+        """'yes', 'no' (the interval excludes 0 on the other side) or 'not resolved'."""
+        if self.reason is not None:
+            return "not resolved"
+        above, below, d = self.effect.ci_low > 0, self.effect.ci_high < 0, self.question.direction
+        if (d == "higher" and above) or (d == "lower" and below) or (d == "different" and (above or below)):
+            return "yes"
+        if (d == "higher" and below) or (d == "lower" and above):
+            return "no"
+        return "not resolved"
+
+    @property
+    def words(self) -> str:
+        """The verdict in one line, with the difference, its interval, df and adjusted p."""
+        q, e = self.question, self.effect
+        what = f"{q.recipe}'s {stats.name(q.metric)}"
+        if self.reason is not None:
+            return f"Not resolved: {self.reason}"
+        p = "" if e.pvalue is None else ", adjusted p " + ("< 0.001" if e.pvalue < 0.001 else f"= {e.pvalue:.2g}")
+        numbers = f"{e.diff:+.2f} [{e.ci_low:.2f}, {e.ci_high:.2f}] points, {e.df} df{p}"
+        verdict = self.verdict
+        if verdict == "yes":
+            how = "differs from" if q.direction == "different" else f"is {q.direction} than"
+            side = f": it is {'higher' if e.ci_low > 0 else 'lower'}" if q.direction == "different" else ""
+            return f"Yes: {what} {how} {self.reference}'s beyond seed noise{side} ({numbers})"
+        if verdict == "no":
+            other, side = ("lower", "below") if q.direction == "higher" else ("higher", "above")
+            return (f"No: {what} is {other} than {self.reference}'s, not {q.direction}: the interval lies {side} "
+                    f"zero ({numbers})")
+        return (f"Not resolved: the interval covers 0 ({numbers}); a study with more seeds could tell"
+                + (": see 'Seeds for the next study'" if self.seed_plan else ""))
+
+    @property
+    def lines(self) -> list[str]:
+        """Where the numbers come from, and the test-set noise of the difference where measured."""
+        e = self.effect
+        out = []
+        if e is not None and e.diff is not None and self.reason is None:
+            out.append(f"{self.question.recipe} minus {self.reference}, over backbone means: Dunnett's many-to-one "
+                       f"test ({e.n} vs {e.n_reference} backbones, the seed variance pooled over every recipe, 95% "
+                       f"family-wise), as in 'Effects against {self.reference}'.")
+        elif e is not None and e.diff is not None:
+            out.append(f"{self.question.recipe} minus {self.reference}: {e.diff:+.2f} points, without an interval.")
+        if self.evalset is not None:
+            out.append(f"Test-set noise, which the seed interval does not include (every backbone is scored on the same "
+                       f"{self.images} test images): a paired bootstrap over the images gives {self.evalset.words}.")
+        return out
+
+
+def answer(q: Question, runs: Sequence[stats.Run], reference: str, effects: Sequence[stats.Effect],
+           seed_plans: Sequence[noise.SeedPlan] = (), test_set: Sequence[evalset.EvalSetNoise] = ()) -> Answer:
+    """``q`` answered from ``effects`` (:func:`stats.pooled_effects` of ``runs`` against ``reference``).
+    A question about the reference itself is a ValueError."""
+    if q.recipe == reference:
+        raise ValueError(f"--question asks about {q.recipe}, which is the reference it would be compared with; "
+                         f"name another recipe, or another --reference")
+    recipes = list(dict.fromkeys(r.recipe for r in runs))
+    measured: dict[str, list[float]] = {}  # recipe -> its backbones' values of the metric
+    for r in runs:
+        if q.metric in r.metrics:
+            measured.setdefault(r.recipe, []).append(float(r.metrics[q.metric]))
+    effect = next((e for e in effects if e.recipe == q.recipe and e.metric == q.metric), None)
+    reason = None
+    if q.recipe not in recipes:
+        close = difflib.get_close_matches(q.recipe, recipes, n=1)
+        reason = (f"no run of recipe {q.recipe}" + (f" (did you mean {close[0]}?)" if close else "")
+                  + f"; the recipes are {', '.join(recipes)}")
+    elif not measured:
+        reason = f"no run has {UNITS[q.metric]}: no {STAGE_OF.get(q.metric, 'pretrain')} result to compare"
+    elif [r for r in (q.recipe, reference) if r not in measured]:
+        missing = " and ".join(r for r in (q.recipe, reference) if r not in measured)
+        reason = f"{UNITS[q.metric]} was not measured for {missing}"
+    elif effect is None or effect.method != "dunnett" or effect.ci_low is None:
+        c = next(c for c in noise.comparisons(measured, reference, q.metric) if c.recipe == q.recipe)
+        reason = c.reason or "Dunnett's test gave no interval"
+    diff = next((c for e in test_set if e.metric == q.metric and e.reason is None for c in e.comparisons
+                 if c.recipe == q.recipe and c.other == reference), None)
+    images = next((e.images for e in test_set if e.metric == q.metric), None) if diff is not None else None
+    return Answer(q, reference, effect, reason, any(p.metric == q.metric for p in seed_plans), diff, images)
+
+
+def question_record(a: Answer) -> dict:
+    """report.json's ``question``: the question, the verdict, the comparison's numbers (null where not
+    estimated), the reason, the test-set sd of the difference, and the sentences."""
+    q, e, t = a.question, a.effect, a.evalset
+    dunnett = e is not None and a.reason is None
+    return {"recipe": q.recipe, "metric": q.metric, "direction": q.direction, "text": q.text,
+            "reference": a.reference, "verdict": a.verdict, "estimate": e.diff if e is not None else None,
+            "low": e.ci_low if dunnett else None, "high": e.ci_high if dunnett else None,
+            "df": e.df if dunnett else None, "pvalue": e.pvalue if dunnett else None,
+            "method": "dunnett" if dunnett else None, "n": e.n if e is not None else 0,
+            "n_reference": e.n_reference if e is not None else 0, "reason": a.reason,
+            "evalset": None if t is None else {"sd": t.sd, "sd_unpaired": t.sd_unpaired, "low": t.low,
+                                               "high": t.high, "confidence": t.confidence, "images": a.images},
+            "words": a.words, "lines": a.lines}
+
+
 # -- the analysis ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -101,6 +251,7 @@ class Analysis:
     agreement: tuple[stats.Agreement, ...] = ()            # per task and cheap protocol: ranks like fine-tuning?
     protocol_summary: dict[str, dict[str, stats.Summary]] = field(default_factory=dict)  # recipe -> metric -> seeds
     evalset: tuple[evalset.EvalSetNoise, ...] = ()         # per downstream metric: the test set's own noise
+    question: Answer | None = None                         # the question the runs were made to resolve
 
     @property
     def downstream(self) -> tuple[str, ...]:
@@ -130,7 +281,8 @@ def choose_reference(recipes: list[str], sets: Mapping[str, tuple[str, ...]], as
 
 def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], reference: str,
             finetunes: Sequence[FineTune] = (), costs: Mapping[str, float] | None = None,
-            plan_effect: float = PLAN_EFFECT, per_image: Sequence[evalset.RunImages] = ()) -> Analysis:
+            plan_effect: float = PLAN_EFFECT, per_image: Sequence[evalset.RunImages] = (),
+            question: Question | None = None) -> Analysis:
     """The statistics of ``runs`` (one per backbone; a downstream metric is the mean of the
     backbone's fine-tunes) against ``reference``. ``sets`` maps each pretrained recipe to
     its factors (its tricks and its variant where it is not B: ``Result.factors``): the main
@@ -147,7 +299,8 @@ def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], refere
     fine-tune and ``detection_trial``/``segmentation_trial`` for one trial, with
     ``detection_trials``/``segmentation_trials`` trials per backbone). With ``per_image`` (every
     fine-tune's per-image test data, :func:`per_image_runs`), the evaluation-set noise of each
-    downstream metric (:func:`evaluation.evalset.evalset_noise`, against ``reference``)."""
+    downstream metric (:func:`evaluation.evalset.evalset_noise`, against ``reference``). With
+    ``question``, its :class:`Answer` from the effects against ``reference``."""
     present = tuple(m for m in METRICS if any(m in r.metrics for r in runs))
     ys = [m for m in DOWNSTREAM if m in present]
     across = "top1" in present and bool(ys)
@@ -157,24 +310,29 @@ def analyse(runs: Sequence[stats.Run], sets: Mapping[str, Iterable[str]], refere
     unique = {rs[0]: s for s, rs in by_set.items() if len(rs) == 1}
     factors = factor_members(unique.values()) if len(unique) > 1 else {}
     cheap = [m for m in CHEAP if any(m in r.metrics for r in runs)]
+    effects = tuple(stats.pooled_effects(runs, reference, present))
+    parts = _noise(finetunes, costs or {}, plan_effect)
+    test_set = tuple(evalset.evalset_noise(per_image, m, reference) for m in EVALSET_METRICS
+                     if any(r.stage == evalset.TASK[m] for r in per_image))
     return Analysis(
         reference=reference,
         metrics=present,
         summary=stats.summary_table(runs, present),
         correlations=tuple(stats.correlations(runs, x="top1", ys=ys)) if across else (),
-        effects=tuple(stats.pooled_effects(runs, reference, present)),
+        effects=effects,
         improvement=tuple(stats.improvement_probabilities(runs, reference, [m for m in ("top1", *ys) if m in present])),
         inversions=tuple(stats.rank_inversions(runs, x="top1", ys=ys, pooled=stats.pooled_pairs(runs, ["top1", *ys])))
         if across else (),
         trick_effects=tuple(t for t in stats.trick_effects(runs, unique, present, factors) if t.n_pairs),
         trick_effects_left_out=tuple(sorted(set(sets) - set(unique))),
         factors=factors,
-        **_noise(finetunes, costs or {}, plan_effect),
+        **parts,
         agreement=tuple(g for y in ys for g in stats.protocol_agreement(runs, y, [m for m in CHEAP_FOR[y]
                                                                                   if m in cheap])),
         protocol_summary=stats.summary_table(runs, [*ys, *cheap]) if cheap else {},
-        evalset=tuple(evalset.evalset_noise(per_image, m, reference) for m in EVALSET_METRICS
-                      if any(r.stage == evalset.TASK[m] for r in per_image)),
+        evalset=test_set,
+        question=None if question is None else answer(question, runs, reference, effects, parts["seed_plans"],
+                                                      test_set),
     )
 
 
@@ -257,6 +415,17 @@ def title_section(a: Analysis, table: StudyTable, runs_dir: str, configs: dict[s
         lines += ["", "**Every recipe has one seed: no interval can be estimated, and no difference can be told "
                   "from noise.** Run more seeds (`run.seed`) to compare recipes."]
     return lines
+
+
+def question_section(a: Analysis) -> list[str]:
+    """The question the runs were made to resolve, and its answer: the verdict, then its numbers."""
+    if a.question is None:
+        return []
+    q = a.question.question
+    asked = "different from" if q.direction == "different" else f"{q.direction} than"
+    lines = ["## The question", ""] + ([f"> {q.text}", ""] if q.text else [])
+    lines += [f"Is {q.recipe}'s {UNITS[q.metric]} {asked} {a.reference}'s?", "", f"**{a.question.words}.**"]
+    return lines + [""] * bool(a.question.lines) + [f"- {x}" for x in a.question.lines]
 
 
 def correlations_section(a: Analysis, runs_dir: str, figures: dict[str, str]) -> list[str]:
@@ -525,6 +694,7 @@ def markdown(a: Analysis, table: StudyTable, runs_dir: str, figures: dict[str, s
     """report.md: the sections in order, a blank line between two; a section with nothing to say is left out."""
     sections = [
         title_section(a, table, runs_dir, configs),
+        question_section(a),
         correlations_section(a, runs_dir, figures),
         recipes_section(a, table),
         effects_section(a, figures),
@@ -610,6 +780,7 @@ def to_json(a: Analysis, table: StudyTable, runs_dir: str) -> str:
         "finetune_seed_effects": [noise.record(e) for e in a.seed_effects],
         "seed_plan": [noise.record(p) for p in a.seed_plans],
         "evalset_noise": [evalset.record(e) for e in a.evalset],
+        "question": None if a.question is None else question_record(a.question),
         "protocol_agreement": _agreement(a.agreement),
         "protocol_cost": [{"task": stage, "protocol": protocol, "device_hours_per_backbone": sum(h) / len(h),
                            "backbones": len(h)} for (stage, protocol), h in sorted(table.protocol_hours.items())],
@@ -625,7 +796,7 @@ def to_json(a: Analysis, table: StudyTable, runs_dir: str) -> str:
 # -- the command ------------------------------------------------------------------------------------
 
 def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict[str, str],
-                 plan_effect: float = PLAN_EFFECT) -> Analysis:
+                 plan_effect: float = PLAN_EFFECT, question: Question | None = None) -> Analysis:
     """Everything is computed before anything is written; the files are made in a temporary
     folder next to ``out`` and moved into it at the end, so a failure leaves no partial report."""
     found = find_results(runs_dir)
@@ -641,7 +812,8 @@ def write_report(runs_dir: Path, out: Path, reference: str | None, configs: dict
     per_image = per_image_runs(joined)  # reads every per_image.npz: a bad one stops here, named
     try:
         ref = choose_reference(table.recipes, table.factors, reference)
-        a = analyse(table.runs, table.factors, ref, table.finetunes, table.plan_costs(), plan_effect, per_image)
+        a = analyse(table.runs, table.factors, ref, table.finetunes, table.plan_costs(), plan_effect, per_image,
+                    question)
     except ValueError as e:
         raise ReportError(str(e)) from None
     try:
@@ -680,12 +852,19 @@ def main(argv=None) -> int:
     p.add_argument("--plan-effect", type=float, default=PLAN_EFFECT,
                    help="the difference (points) the seed plan is made for: the effect the next study should be able "
                         "to detect, never the one this study found (default: %(default)s)")
+    p.add_argument("--question", metavar="RECIPE:METRIC:DIRECTION",
+                   help="the comparison the runs were made to resolve: is RECIPE's METRIC (top1, map, miou, ...) "
+                        "higher, lower or different than the reference's? The report opens with its answer")
+    p.add_argument("--question-text", metavar="TEXT", help="the question in words, printed above the answer")
     args = p.parse_args(argv)
     out = args.out or args.runs / "report"
     try:
         if not args.plan_effect > 0:
             raise ReportError(f"--plan-effect {args.plan_effect}: the difference to plan seeds for must be > 0 points")
-        a = write_report(args.runs, out, args.reference, selected_configs(args), args.plan_effect)
+        if args.question_text is not None and args.question is None:
+            raise ReportError("--question-text needs --question RECIPE:METRIC:DIRECTION: the comparison it asks")
+        question = parse_question(args.question, args.question_text) if args.question is not None else None
+        a = write_report(args.runs, out, args.reference, selected_configs(args), args.plan_effect, question)
         lineage = study_lineage()
         if lineage:  # a study's job: the fingerprint by which the study knows this report is its plan's
             atomic_write_json(out / ".trickbench-job.json", {**lineage, "finished_at": now()})
@@ -694,6 +873,8 @@ def main(argv=None) -> int:
     for c in a.correlations:
         if c.method == "pearson" and c.scale == "raw":
             print(c.words)
+    if a.question is not None:
+        print(f"question: {a.question.words}")
     print(f"report: {out / 'report.md'} (numbers in report.json, per recipe in recipes.csv, figures in "
           f"{out / 'figures'})")
     return 0

@@ -41,7 +41,7 @@ from trickbench.mmconfig import ConfigFileError, check_options, read_config
 from trickbench.pretrain_config import ConfigError, fingerprint_view, load_config
 from trickbench.tricks import TRICKS, factors, tricks_of, variant_of
 
-from .spec import Recipe, Resources, Study, StudyError
+from .spec import QUESTION_METRICS, Recipe, Resources, Study, StudyError
 
 JOB_STAMP = ".trickbench-job.json"   # written into a job's work dir when it starts: its fingerprint
 
@@ -192,6 +192,9 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
         argv += ["--reference", study.reference] if study.reference else []
         argv += ["--det-config", d.stem] if d is not None else []
         argv += ["--seg-config", s.stem] if s is not None else []
+        if study.question is not None:  # only then: a study without one plans the argv and fingerprint of before
+            argv += ["--question", study.question.arg]
+            argv += ["--question-text", study.question.text] if study.question.text else []
         linear = f"segmentation/{study.ade_linear.stem}/" if study.ade_linear is not None else None
         deps = tuple(j.id for j in jobs if j.stage in ("pretrain", "probe")
                      or (j.stage == "detection" and d is not None and f"/{d.stem}/" in j.id)
@@ -201,7 +204,7 @@ def build(study: Study, work_dir: str | os.PathLike) -> Plan:
                         resources=study.resources["report"],
                         fingerprint=_hash({"argv": argv[5:], "deps": [j.fingerprint for j in jobs if j.id in deps]}),
                         after_any=True))
-    return Plan(study, work, tuple(jobs), tuple(_design_warnings(study, factor_sets)))
+    return Plan(study, work, tuple(jobs), tuple(_design_warnings(study, factor_sets) + _question_warnings(study)))
 
 
 def _source(recipe: Recipe, seed: int, pretrain: dict[tuple[str, int], Job]) -> tuple[list[str], tuple, Any]:
@@ -341,6 +344,24 @@ def _design_warnings(study: Study, factor_sets: dict[str, tuple[str, ...]]) -> l
                            f"configs ({'+'.join(factor_sets[a.name]) or 'none'}): {why}; the report compares them "
                            f"against the reference, but leaves them out of the trick effects")
     return out
+
+
+def _question_warnings(study: Study) -> list[str]:
+    """The study's question cannot be resolved when the recipes measured on its metric have one backbone
+    each: Dunnett's pooled seed variance has N - k = 0 degrees of freedom."""
+    q = study.question
+    if q is None:
+        return []
+    if QUESTION_METRICS[q.metric] == "pretrain":
+        measured = [r for r in study.recipes if not r.external or (q.metric == "top1" and r.top1 is not None)]
+    else:
+        measured = [r for r in study.recipes if r.downstream]
+    df = sum(len(r.seeds) for r in measured) - len(measured)
+    if df >= 1:
+        return []
+    return [f"question: every recipe measured on {q.metric} has one seed, so the seed variance has 0 degrees of "
+            f"freedom and the report cannot resolve whether {q.recipe} is {q.direction} than {study.reference}; "
+            f"give the recipes 2+ seeds (seeds = [0, 1, 2])"]
 
 
 def _teachers_first(recipes: tuple[Recipe, ...]) -> list[Recipe]:

@@ -19,8 +19,15 @@ backbone comparison, in the config style of the rest of the suite (Python,
                       protocols=["finetune", "frozen", "linear"],   # trickbench/protocols.py; default finetune
                       ade_linear="configs/segmentation/linear_r50-d8_ade20k-512x512.py")
     reference = "r50d"
+    question = dict(recipe="r50d+cosine", metric="map", direction="higher",
+                    text="Does the cosine schedule make ResNet-50-D a better detection backbone?")
     resources = dict(pretrain=dict(gpus=8, time="3-00:00:00"), detection=dict(gpus=4), probe=dict(gpus=1))
     slurm = dict(partition="gpu", account=None, qos=None, extra=[])
+
+The **question** names the comparison the study is built to resolve: is ``recipe``'s
+``metric`` (a report metric: top1, top5, map, map_area, miou, aacc, macc) ``higher``,
+``lower`` or ``different`` than the reference's? The report answers it first, from its
+Dunnett comparison of that recipe with the reference (evaluation/report.py ``--question``).
 
 A recipe option whose value is ``"@NAME"`` is the pretrain run of recipe NAME (the
 same seed where it has it, else its first): that is how a student names its
@@ -53,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from trickbench import protocols as protocol_table
+from trickbench import results as result_table
 from trickbench import tricks as trick_table
 from trickbench.errors import TrickBenchError
 from trickbench.mmconfig import ConfigFileError, check_options, read_config
@@ -63,6 +71,11 @@ STAGES = ("pretrain", "detection", "segmentation", "probe", "report")
 DESIGNS = ("cumulative", "one_at_a_time", "leave_one_out", "factorial")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 DATA_ROOTS = ("imagenet", "voc", "ade20k")  # ImageNet for pretraining, VOC for detection, ADE20K for segmentation
+DIRECTIONS = ("higher", "lower", "different")  # a question's: recipe's metric against the reference's
+# The metrics the report compares recipes on (evaluation/table.py METRICS), each with the stage that measures
+# it: every metric a pretraining, detection or segmentation result carries, less the best epoch's top-1.
+QUESTION_METRICS = {m: stage for stage in ("pretrain", "detection", "segmentation")
+                    for m in result_table.METRICS[stage] if m != "best_top1"}
 
 
 class StudyError(TrickBenchError, ValueError):
@@ -122,6 +135,14 @@ class DownstreamEntry:
 
 
 @dataclass
+class QuestionEntry:
+    recipe: Any = None
+    metric: Any = None
+    direction: Any = None
+    text: str | None = None
+
+
+@dataclass
 class DataEntry:
     imagenet: str | None = None
     voc: str | None = None
@@ -173,6 +194,7 @@ class StudyFile:
     trick_options: dict[str, dict[str, Any] | None] | None = None
     downstream: DownstreamEntry | None = None
     reference: str | None = None
+    question: QuestionEntry | None = None
     resources: StageResources | None = None
     slurm: SlurmEntry | None = None
 
@@ -217,6 +239,21 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class Question:
+    """The comparison a study is built to resolve: is ``recipe``'s ``metric`` ``direction`` (higher,
+    lower, different) than the reference recipe's? The report answers it (``--question``)."""
+    recipe: str
+    metric: str
+    direction: str
+    text: str | None = None
+
+    @property
+    def arg(self) -> str:
+        """The report's ``--question`` value: ``recipe:metric:direction``."""
+        return f"{self.recipe}:{self.metric}:{self.direction}"
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     source: Path
@@ -235,6 +272,7 @@ class Study:
     choose: str = "recipe"                  # "recipe" or "backbone"
     protocols: tuple[str, ...] = (protocol_table.DEFAULT,)   # in the protocol table's order
     ade_linear: Path | None = None          # the ade-linear protocol's segmentation config
+    question: Question | None = None        # the comparison the study is built to resolve
 
     def trained(self, task: str) -> list[tuple[str, Path]]:
         """The (protocol, config) pairs ``task``'s fine-tuning jobs run, in order: finetune and frozen on
@@ -433,6 +471,8 @@ def _resolve(v: StudyFile, path: Path) -> Study:
         raise StudyError(f"{path}: reference {v.reference!r} is not a recipe of the study"
                          + (_close(v.reference, names) or f"; recipes: {', '.join(names)}"))
 
+    question = _question(v.question, v.reference, recipes, configs, protocols, path)
+
     slurm = v.slurm or SlurmEntry()
     if slurm.requeue_signal_s < 0:
         raise StudyError(f"{path}: slurm.requeue_signal_s must be an integer >= 0 (seconds before the time limit)")
@@ -444,7 +484,48 @@ def _resolve(v: StudyFile, path: Path) -> Study:
                          f"one device: set gpus=1 (or 0 for the CPU) and nodes=1")
     return Study(name, path.resolve(), seeds, tuple(recipes), data, configs["detection"], configs["segmentation"],
                  downstream_options, v.reference, resources, slurm.requeue_signal_s, finetune_seeds, sweep,
-                 float(ds.heldout), ds.choose, protocols, ade_linear)
+                 float(ds.heldout), ds.choose, protocols, ade_linear, question)
+
+
+def _question(q: QuestionEntry | None, reference: str | None, recipes: list[Recipe],
+              configs: dict[str, tuple[Path, ...]], protocols: tuple[str, ...], path: Path) -> Question | None:
+    """The study's question, checked: a recipe other than the reference, a report metric that both
+    recipes are measured on, a direction; None without one."""
+    if q is None:
+        return None
+    names = [r.name for r in recipes]
+    if q.recipe not in names:
+        raise StudyError(f"{path}: question.recipe {q.recipe!r} is not a recipe of the study"
+                         + (_close(q.recipe, names) or f"; recipes: {', '.join(names)}"))
+    if reference is None:
+        raise StudyError(f"{path}: question compares recipe {q.recipe} with the reference, which is not set; add "
+                         f"reference = 'RECIPE' (the recipe it is compared with)")
+    if q.recipe == reference:
+        raise StudyError(f"{path}: question.recipe {q.recipe} is the reference itself; name the recipe to compare "
+                         f"with it, or another reference")
+    if not isinstance(q.metric, str) or q.metric not in QUESTION_METRICS:
+        raise StudyError(f"{path}: question.metric {q.metric!r} is not a metric the report compares recipes on"
+                         + _close(q.metric.lower(), QUESTION_METRICS) + f"; metrics: {', '.join(QUESTION_METRICS)}")
+    if q.direction not in DIRECTIONS:
+        raise StudyError(f"{path}: question.direction {q.direction!r} must be one of {', '.join(DIRECTIONS)}: is "
+                         f"{q.recipe}'s {q.metric} higher, lower or different than {reference}'s?")
+    if q.text is not None and (not q.text.strip() or "\n" in q.text):
+        raise StudyError(f"{path}: question.text must be one line of text (the question as the report prints it), "
+                         f"not {q.text!r}")
+    stage = QUESTION_METRICS[q.metric]
+    if stage != "pretrain" and not (configs[stage] and "finetune" in protocols):
+        raise StudyError(f"{path}: question.metric {q.metric} is measured by {stage} fine-tuning, which the study "
+                         f"does not run; add a config to downstream.{stage} (with protocol finetune), or ask about "
+                         f"another metric")
+    for r in (recipes[names.index(q.recipe)], recipes[names.index(reference)]):
+        if stage != "pretrain" and not r.downstream:
+            raise StudyError(f"{path}: question.metric {q.metric} is measured by {stage} fine-tuning, but recipe "
+                             f"{r.name} has downstream=False; fine-tune it, or ask about top1")
+        if r.external and (q.metric == "top5" or (q.metric == "top1" and r.top1 is None)):
+            raise StudyError(f"{path}: question.metric {q.metric}: recipe {r.name} is an external checkpoint "
+                             f"without it" + (" (give its top1)" if q.metric == "top1" else "")
+                             + "; ask about a downstream metric")
+    return Question(q.recipe, q.metric, q.direction, q.text)
 
 
 def _protocols(ds: DownstreamEntry, configs: dict[str, tuple[Path, ...]], path: Path) -> tuple[str, ...]:
