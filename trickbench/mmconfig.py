@@ -25,9 +25,9 @@ def read_config(path: str | Path, what: str = "config"):
     or an error raised while the file runs reported as :class:`ConfigFileError`.
 
     The config's text (``pretty_text``: logged, dumped to the work dir twice, stored in
-    every checkpoint) is left unformatted: mmengine formats it with yapf each time, 0.5-1 s
-    of CPU per call and four calls per mmdet/mmseg run (3.5-4.5 s of a 45 s demo job on a
-    2-core CPU). The text is the same Python, on fewer, longer lines. ``fromfile`` passes
+    every checkpoint) is left unformatted: mmengine formats it with yapf each time, five
+    calls per mmdet/mmseg run, 4.4 s of a demo detection job on a 2-core CPU. The text is the
+    same Python, on fewer, longer lines. ``fromfile`` passes
     ``format_python_code`` on to lazy-import configs only (mmengine 0.10.7), so it is set on
     the config here; ``Runner`` deep-copies the config, and the copy keeps it."""
     from mmengine.config import Config
