@@ -23,9 +23,13 @@ The features are computed once per backbone and cached in ``WORK_DIR/features/``
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
+
+if __name__ == "__main__":
+    gc.disable()   # until the imports are done: trickbench.runtime.imports_done
 import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -46,7 +50,7 @@ from trickbench.mmconfig import read_config
 from trickbench.paths import REPO
 from trickbench.pretrain_config import ConfigError, DataConfig, from_dict, load_config
 from trickbench.runinfo import sha256_file
-from trickbench.runtime import atomic_torch_save, write_result
+from trickbench.runtime import atomic_torch_save, imports_done, write_result
 from trickbench.worklock import lock_work_dir
 
 from downstream import features as feats
@@ -476,4 +480,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    imports_done()
     sys.exit(main())

@@ -3,8 +3,10 @@
 
 1. get Fashion-MNIST (the system package, the suite's cache, or ``apt-get download``)
    and write ImageNet-, VOC- and ADE20K-layout datasets from it  (python -m trickbench.datasets fashion)
-2. run the study ``configs/studies/demo.py``: 4 recipes x 2 seeds, each pretrained,
-   then fine-tuned in Faster R-CNN and in FCN, then the report   (python -m trickbench.study run)
+2. run the study ``configs/studies/demo.py``: 2 recipes x 2 pretraining seeds, each backbone
+   fine-tuned in Faster R-CNN and in FCN with 2 fine-tune seeds and probed (k-NN, VOC07
+   SVMs), then the report, which opens with the answer to the study's question
+                                                                (python -m trickbench.study run)
 3. print the per-recipe leaderboard                             (python evaluation/leaderboard.py)
 
 Every command is printed before it runs. Interrupted, it continues where it stopped
