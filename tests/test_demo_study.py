@@ -42,7 +42,7 @@ def test_the_noise_study_measures_fine_tune_noise_with_15_df_and_reuses_the_demo
     # the same work dir: every fine-tune and pretraining job of the demo is one of the noise study's
     shared = {j.id: j.fingerprint for j in demo.jobs if j.id.split("/")[0] in ("pretrain", "detection", "segmentation")
               and "--protocol" not in j.argv}
-    assert len(shared) == 4 + 8 + 8
+    assert len(shared) == 4 + 4 + 8
     mine = {j.id: j.fingerprint for j in noise.jobs}
     assert {k: mine.get(k) for k in shared} == shared
 
@@ -51,8 +51,10 @@ def test_the_demo_compares_two_recipes_with_both_seed_kinds_and_two_cheap_probes
     demo = load_study(STUDIES / "demo.py")
     assert [r.name for r in demo.recipes] == ["r18-baseline", "r18d-efficient"] and demo.reference == "r18-baseline"
     plan = plan_mod.build(demo, tmp_path / "w")
-    finetunes = _finetunes(plan)
-    assert len(finetunes) == 8 and all(sorted(s) == [0, 1] for s in finetunes.values())
+    finetunes = _finetunes(plan)  # per task: one detection fine-tune per backbone, two segmentation ones
+    assert sorted((task, tuple(s)) for (task, _), s in finetunes.items()) == [("detection", (0,))] * 4 + [
+        ("segmentation", (0, 1))] * 4
+    assert all(j.work_dir.name in ("ft0", "ft1") for j in plan.jobs if j.stage in ("detection", "segmentation"))
     protocols = Counter(j.argv[j.argv.index("--protocol") + 1] if "--protocol" in j.argv else j.id.split("/")[0]
                         for j in plan.jobs if j.id.split("/")[0] in ("probe", "segmentation"))
     assert protocols == {"probe": 8, "segmentation": 8}
@@ -78,11 +80,11 @@ def test_the_demo_study_scaled_down_runs_to_its_report(sets, tmp_path):  # noqa:
     work = tmp_path / "w"
     proc = ok(run_cli("-m", "trickbench.study", "run", str(study), "--work-dir", str(work), "--jobs", "2",
                       env={"OMP_NUM_THREADS": "1"}))
-    assert "finished: 29 ran, 0 were done, 0 failed" in proc.stdout
+    assert "finished: 25 ran, 0 were done, 0 failed" in proc.stdout
     found = results.find(work / "runs")
     assert not found.unreadable
     stages = Counter((r.stage, r.protocol_name) for r in found.results)
-    assert stages == {("pretrain", None): 4, ("detection", "finetune"): 8, ("segmentation", "finetune"): 8,
+    assert stages == {("pretrain", None): 4, ("detection", "finetune"): 4, ("segmentation", "finetune"): 8,
                       ("probe", "knn"): 4, ("probe", "voc07-svm"): 4}
     report = (work / "report" / "report.md").read_text()
     # the named comparison, the noise split into its sources, the seed plan and the cheap protocols
@@ -92,3 +94,24 @@ def test_the_demo_study_scaled_down_runs_to_its_report(sets, tmp_path):  # noqa:
     assert "k-NN" in report and "SVM" in report
     assert "## The question" in report
     assert json.loads((work / "report" / "report.json").read_text())
+
+
+def test_fine_tune_seeds_per_task_and_bad_ones_refused(tmp_path):
+    base = (f'_base_ = "{STUDIES / "_fashion_base.py"}"\n'
+            'recipes = [dict(name="r18-baseline", config="configs/pretrain/fashion/resnet18_baseline.py"),\n'
+            '           dict(name="r18d-efficient", config="configs/pretrain/fashion/resnet18d_efficient.py")]\n'
+            'seeds = [0, 1]\n')
+    study = tmp_path / "s.py"
+    study.write_text(base + "downstream = dict(seeds=dict(detection=[3, 4]))\n")
+    s = load_study(study)
+    assert s.seeds_of("detection") == (3, 4) and s.seeds_of("segmentation") is None
+    plan = plan_mod.build(s, tmp_path / "w")
+    seg = [j for j in plan.jobs if j.stage == "segmentation"]
+    assert len(seg) == 4 and all("/ft" not in j.id for j in seg)  # one fine-tune per backbone, as without seeds
+    assert sorted({j.argv[j.argv.index("--seed") + 1] for j in plan.jobs if j.stage == "detection"}) == ["3", "4"]
+    study.write_text(base + "downstream = dict(seeds=dict(detektion=[0]))\n")
+    proc = run_cli("-m", "trickbench.study", "plan", str(study))
+    assert proc.returncode == 2 and "downstream.seeds.detektion" in proc.stderr and "detection" in proc.stderr
+    study.write_text(base + "downstream = dict(seeds=dict(detection=[0, 0]))\n")
+    proc = run_cli("-m", "trickbench.study", "plan", str(study))
+    assert proc.returncode == 2 and "downstream.seeds.detection" in proc.stderr

@@ -54,7 +54,9 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
                 return check_type(value, option, key)
             except ConfigError as e:
                 errors.append(e)
-        raise errors[0] if len(errors) == 1 else ConfigError(
+        # a dict given where one option is a dataclass: that option's error names the key inside
+        shaped = [e for o, e in zip(options, errors) if isinstance(value, dict) and dataclasses.is_dataclass(o)]
+        raise errors[0] if len(errors) == 1 else shaped[0] if len(shaped) == 1 else ConfigError(
             f"{key} must be one of {', '.join(_type_name(o) for o in options)}, not {value!r}")
     if dataclasses.is_dataclass(hint):
         return build(hint, value, f"{key}.")

@@ -265,7 +265,7 @@ def _downstream_jobs(study: Study, task: str, config: Path, script: str, root: s
             check_options(resolved["values"], point, str(config))
         except ConfigFileError as e:
             raise StudyError(f"{study.source}: downstream.sweep.{task}: {e}") from None
-    ft_seeds = study.finetune_seeds
+    ft_seeds = study.seeds_of(task)
     jobs: list[Job] = []
     for recipe in study.recipes:
         if not recipe.downstream:

@@ -122,11 +122,19 @@ class DownstreamSweep:
 
 
 @dataclass
+class DownstreamSeeds:
+    """Fine-tune seeds per task, where the tasks' noise and cost ask for different numbers."""
+    detection: list[int] | None = None
+    segmentation: list[int] | None = None
+
+
+@dataclass
 class DownstreamEntry:
     detection: list[str] | str | None = None
     segmentation: list[str] | str | None = None
     options: DownstreamOptions | None = None
-    seeds: list[int] | None = None          # fine-tune seeds: every backbone is fine-tuned once per seed
+    seeds: list[int] | DownstreamSeeds | None = None  # fine-tune seeds: every backbone is fine-tuned once per seed;
+                                            # a list for every task, or dict(detection=[...], segmentation=[...])
     sweep: DownstreamSweep | None = None    # per task: --cfg-options key -> values; the grid is their product
     heldout: float = 0.2                    # the fraction of the training images the sweep scores on
     choose: str = "recipe"                  # choose the sweep's values per recipe or per backbone
@@ -266,7 +274,8 @@ class Study:
     reference: str | None
     resources: dict[str, Resources]
     requeue_signal_s: int = 120
-    finetune_seeds: tuple[int, ...] | None = None   # None: one fine-tune per backbone, seeded with its pretraining seed
+    finetune_seeds: tuple[int, ...] | dict[str, tuple[int, ...] | None] | None = None
+    # None: one fine-tune per backbone, seeded with its pretraining seed; a dict: per task (seeds_of)
     sweep: dict[str, dict[str, tuple]] = field(default_factory=dict)  # per task: key -> values (tasks without: none)
     heldout: float = 0.2
     choose: str = "recipe"                  # "recipe" or "backbone"
@@ -281,6 +290,13 @@ class Study:
         if task == "segmentation" and "ade-linear" in self.protocols:
             out.append(("ade-linear", self.ade_linear))
         return out
+
+    def seeds_of(self, task: str) -> tuple[int, ...] | None:
+        """The fine-tune seeds of ``task``'s jobs; None: one fine-tune per backbone, seeded with
+        its pretraining seed."""
+        if isinstance(self.finetune_seeds, dict):
+            return self.finetune_seeds.get(task)
+        return self.finetune_seeds
 
     @property
     def probes(self) -> tuple[str, ...]:
@@ -426,7 +442,11 @@ def _resolve(v: StudyFile, path: Path) -> Study:
         configs[task] = files
     ds_opts = ds.options or DownstreamOptions()
     downstream_options = {t: dict(getattr(ds_opts, t) or {}) for t in ("detection", "segmentation")}
-    finetune_seeds = _seeds(ds.seeds, None, "downstream.seeds", path) if ds.seeds is not None else None
+    if isinstance(ds.seeds, DownstreamSeeds):
+        finetune_seeds = {t: _seeds(getattr(ds.seeds, t), None, f"downstream.seeds.{t}", path)
+                          if getattr(ds.seeds, t) is not None else None for t in ("detection", "segmentation")}
+    else:
+        finetune_seeds = _seeds(ds.seeds, None, "downstream.seeds", path) if ds.seeds is not None else None
     sweep = {}
     for task in ("detection", "segmentation"):
         for key, values in (getattr(ds.sweep or DownstreamSweep(), task) or {}).items():
