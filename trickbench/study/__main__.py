@@ -13,6 +13,7 @@ skipped, interrupted ones resume from their last checkpoint.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -109,7 +110,7 @@ def describe(plan) -> str:
         note = f" [{state.state}" + (f": {state.detail}" if state.state == "stale" else "") + "]"
         after = ("after all of: " if not job.after_any else "after (however they end): ")
         deps = "" if not job.deps else f"\n      {after}{', '.join(job.deps) if len(job.deps) <= 4 else f'{len(job.deps)} jobs'}"
-        lines.append(f"  {job.id}{note}{deps}\n      python {' '.join(job.argv)}")
+        lines.append(f"  {job.id}{note}{deps}\n      python {shlex.join(job.argv)}")
     missing = [f"data.{k} {p}" for k, p in s.roots_read().items() if not p.is_dir()]
     if missing:
         lines += ["", f"note: {', '.join(missing)} does not exist here; run needs it"]
