@@ -615,6 +615,10 @@ def noise_section(a: Analysis) -> list[str]:
               "interval), the pretraining sd from the spread of backbone means within a recipe (Graybill-Wang "
               "modified large-sample interval, truncated at 0); 95% intervals, degrees of freedom shown.", ""]
     lines += [f"- {vc.words}" for vc in a.components if vc.metric in DOWNSTREAM]
+    split = {vc.metric for vc in a.components}
+    lines += [f"- {stats.name(m)}: every backbone was fine-tuned once, so its fine-tune noise cannot be told from "
+              f"the pretraining seed's here (give the task 2+ fine-tune seeds: `downstream.seeds`)"
+              for m in a.downstream if m not in split]
     lines += ["", "Common fine-tune-seed effect (the same seed gives every backbone the same head initialisation "
                   "and data order):", ""]
     lines += [f"- {e.words}" for e in a.seed_effects if e.metric in DOWNSTREAM]
