@@ -39,9 +39,8 @@ import numpy as np
 from mmengine.hooks import Hook
 
 from trickbench.fileio import atomic_write_bytes
-
-FILE = "per_image.npz"
-FORMAT = 1
+from trickbench.results import PER_IMAGE_FILE as FILE
+from trickbench.results import PER_IMAGE_FORMAT as FORMAT
 
 
 def image_id(sample: dict) -> str:

@@ -37,9 +37,9 @@ from scipy import sparse
 
 from evaluation.noise import name
 from trickbench.errors import TrickBenchError
+from trickbench.results import PER_IMAGE_FILE as FILE
+from trickbench.results import PER_IMAGE_FORMAT as FORMAT
 
-FILE = "per_image.npz"
-FORMAT = 1
 N_BOOT = 1000
 SEED = 0
 CONFIDENCE = 0.95

@@ -36,6 +36,10 @@ from .fileio import atomic_write_json, read_json
 from .tricks import factors, tricks_of, variant_of
 
 NAME = "result.json"
+# A test-split job's per-image record, next to its result.json: written by downstream/per_image.py,
+# read by evaluation/evalset.py (which may not import downstream/), so the contract lives here.
+PER_IMAGE_FILE = "per_image.npz"
+PER_IMAGE_FORMAT = 1
 STAGES = ("pretrain", "detection", "segmentation", "probe")
 # The metric a result of each stage cannot be without, and every metric it may carry (percent).
 # A probe's (downstream/probe.py) depends on its protocol: PROBE_METRIC.
