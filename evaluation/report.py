@@ -603,8 +603,12 @@ def noise_section(a: Analysis) -> list[str]:
     """Where the noise comes from (seeds and test set), and the seeds the next device-hours should buy."""
     test_set = evalset_lines(a)
     measured = any(not e.no_files for e in a.evalset if e.metric in DOWNSTREAM)
-    if not a.components:
-        return ["## Where the noise comes from", "", *test_set] if measured else []
+    split = {vc.metric for vc in a.components}
+    once = [f"- {stats.name(m)}: every backbone was fine-tuned once, so its fine-tune noise cannot be told from "
+            f"the pretraining seed's here (give the task 2+ fine-tune seeds: `downstream.seeds`)"
+            for m in a.downstream if m not in split]
+    if not a.components:  # a study whose per-image files measured the test set's noise says why the seeds' is not
+        return ["## Where the noise comes from", "", *once, *[""] * bool(once), *test_set] if measured else []
     lines = ["## Where the noise comes from", ""]
     if all(vc.reason is not None for vc in a.components):  # e.g. one fine-tune per backbone
         return lines + [f"- {vc.words}" for vc in a.components if vc.metric in DOWNSTREAM] + [
@@ -614,11 +618,7 @@ def noise_section(a: Analysis) -> list[str]:
               "design: the fine-tune sd from the spread between one backbone's fine-tunes (exact chi-square "
               "interval), the pretraining sd from the spread of backbone means within a recipe (Graybill-Wang "
               "modified large-sample interval, truncated at 0); 95% intervals, degrees of freedom shown.", ""]
-    lines += [f"- {vc.words}" for vc in a.components if vc.metric in DOWNSTREAM]
-    split = {vc.metric for vc in a.components}
-    lines += [f"- {stats.name(m)}: every backbone was fine-tuned once, so its fine-tune noise cannot be told from "
-              f"the pretraining seed's here (give the task 2+ fine-tune seeds: `downstream.seeds`)"
-              for m in a.downstream if m not in split]
+    lines += [f"- {vc.words}" for vc in a.components if vc.metric in DOWNSTREAM] + once
     lines += ["", "Common fine-tune-seed effect (the same seed gives every backbone the same head initialisation "
                   "and data order):", ""]
     lines += [f"- {e.words}" for e in a.seed_effects if e.metric in DOWNSTREAM]
