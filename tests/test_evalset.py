@@ -369,8 +369,8 @@ def test_runs_on_other_test_images_or_another_run_s_file_are_named(tmp_path):
 # ---------------------------------------------------------------- the report
 
 
-def write_detection_study(root, files=True, damaged=None):
-    """Two recipes x 2 pretraining seeds x 2 fine-tunes, each fine-tune with its per_image.npz
+def write_detection_study(root, files=True, damaged=None, finetunes=(0, 1)):
+    """Two recipes x 2 pretraining seeds x ``finetunes``, each fine-tune with its per_image.npz
     (``files``) and a result.json that reports what the file gives."""
     from tests.test_report import write_study
 
@@ -380,7 +380,7 @@ def write_detection_study(root, files=True, damaged=None):
     k = 0
     for recipe in ("baseline", "better"):
         for seed in (0, 1):
-            for ft in (0, 1):
+            for ft in finetunes:
                 k += 1
                 res = detection_results(seed=100 + k, n_images=16, shared=base)
                 path = detection_file(root / recipe / f"seed{seed}", res, f"det{ft}")
@@ -396,6 +396,17 @@ def write_detection_study(root, files=True, damaged=None):
                     arch=dict(depth=50, variant="B", base_channels=64), backbone_sha256="ab" * 32,
                     config_file="configs/detection/det.py", pretrain_seed=seed, finetune_seed=ft))
     return root
+
+
+def test_a_study_fine_tuned_once_gets_the_test_set_noise_and_why_the_seed_noise_is_not_split(tmp_path):
+    runs, out = write_detection_study(tmp_path / "runs", finetunes=(0,)), tmp_path / "report"
+    assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    section = md[md.index("## Where the noise comes from"):]
+    section = section[:section.find("\n## ", 1)]
+    assert "- mAP: every backbone was fine-tuned once, so its fine-tune noise cannot be told" in section
+    assert "- mAP: test-set sd of one run" in section and "fine-tune sd" not in section
+    assert "## Seeds for the next study" not in md  # no fine-tune variance, no seed plan
 
 
 def test_the_report_gives_the_test_set_noise(tmp_path):
